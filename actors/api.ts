@@ -1,0 +1,113 @@
+import type { ErrorInfo } from '../core/errors.ts';
+import type { ExecRequest, ExecResult } from '../drivers/envd/envd.ts';
+
+/**
+ * What the supervisor offers its one client, the server (and tests). All
+ * decisions live behind this interface; the server only parses, authenticates
+ * and forwards. Every call names its caller: a team sees only its own
+ * sandboxes and templates, and another team's id answers not_found.
+ */
+
+/** teamId null = an admin token: sees every team. */
+export interface Caller {
+  teamId: string | null;
+}
+
+export interface CreateParams {
+  templateId: string;
+  /** Admins only: the team to create for (default: the caller's team). */
+  teamId?: string;
+  id?: string;
+  vcpus?: number;
+  memoryMB?: number;
+  diskSizeMB?: number;
+  timeoutSec?: number;
+  defaultUser?: string;
+  env?: Record<string, string>;
+}
+
+export type SandboxStatus =
+  | 'creating'
+  | 'running'
+  | 'pausing'
+  | 'paused'
+  | 'resuming'
+  | 'snapshotting'
+  | 'flattening'
+  | 'destroying'
+  | 'error'
+  | 'destroyed';
+
+export interface SandboxView {
+  id: string;
+  teamId: string;
+  templateId: string;
+  vcpus: number;
+  memoryMB: number;
+  diskSizeMB: number;
+  timeoutSec: number;
+  status: SandboxStatus;
+  step: string;
+  slot: number | null;
+  hostIp: string | null;
+  createdAt: string;
+  lastActiveAt: string;
+  metadata: Record<string, string>;
+  /** Why the sandbox is in Error, or why its last operation failed. */
+  error: ErrorInfo | null;
+}
+
+export interface TemplateView {
+  teamId: string;
+  templateId: string;
+  kind: 'base' | 'snapshot';
+  sizeBytes: number;
+}
+
+/** One state change of one sandbox, including each step of a long operation. */
+export interface StateChange {
+  sandboxId: string;
+  teamId: string;
+  status: SandboxStatus;
+  step: string;
+  at: string;
+  /** Per sandbox, strictly increasing. */
+  seq: number;
+}
+
+export interface LifecycleEvent {
+  sandboxId: string;
+  teamId: string;
+  type: 'auto_paused' | 'stopped' | 'error';
+  reason?: string;
+}
+
+export interface AgentInfo {
+  version: string;
+  draining: boolean;
+  sandboxes: Partial<Record<SandboxStatus, number>>;
+  capacity: { slots: number; slotsInUse: number };
+  backends: { disk: string; network: string };
+}
+
+export interface SupervisorApi {
+  create(caller: Caller, params: CreateParams): Promise<{ sandbox: SandboxView; diskSizeBytes: number }>;
+  get(caller: Caller, id: string): SandboxView;
+  list(caller: Caller, filter?: { status?: SandboxStatus }): SandboxView[];
+  pause(caller: Caller, id: string): Promise<SandboxView>;
+  resume(caller: Caller, id: string, opts?: { timeoutSec?: number }): Promise<SandboxView>;
+  destroy(caller: Caller, id: string): Promise<void>;
+  snapshot(caller: Caller, id: string, target: { templateId: string; name?: string }): Promise<TemplateView>;
+  flatten(caller: Caller, id: string, target: { templateId: string }): Promise<TemplateView>;
+  /** Counts as activity; not_running unless Running. */
+  ping(caller: Caller, id: string): void;
+  setTimeout(caller: Caller, id: string, timeoutSec: number): void;
+  exec(caller: Caller, id: string, req: ExecRequest): Promise<ExecResult>;
+  listTemplates(caller: Caller): Promise<TemplateView[]>;
+  deleteTemplate(caller: Caller, templateId: string): Promise<void>;
+  info(): AgentInfo;
+  /** Drains, pauses what runs (8 at once), destroys the rest; resolves when done. */
+  shutdown(): Promise<void>;
+  onState(listener: (change: StateChange) => void): () => void;
+  onEvent(listener: (event: LifecycleEvent) => void): () => void;
+}

@@ -1,0 +1,36 @@
+/**
+ * The durable record of one sandbox, handed to the store on every transition.
+ * Plain JSON: the store knows nothing of the machine that produced it.
+ */
+export interface SandboxRecord {
+  id: string;
+  teamId: string;
+  templateId: string;
+  vcpus: number;
+  memoryMB: number;
+  diskSizeMB: number;
+  timeoutSec: number;
+  /** Top-level state: creating, running, pausing, paused, resuming, snapshotting, flattening, destroying, error, destroyed. */
+  status: string;
+  /** Active leaf state(s), e.g. "pausing.snapshotVm". */
+  step: string;
+  /** The operation in flight, if any. */
+  opId: string | null;
+  /** Bumped each time the agent (re)starts the actor; a late result of an older incarnation is refused. */
+  incarnation: number;
+  slot: number | null;
+  hostIp: string | null;
+  rootfsDevice: string | null;
+  /** Resource handles the sandbox holds now (see machines/context.ts). */
+  resources: Record<string, unknown>;
+  createdAt: string;
+  lastActiveAt: string;
+  metadata: Record<string, string>;
+}
+
+/** Persistence hook of the runtime. Synchronous: a record is saved before the transition is announced. */
+export interface SandboxStore {
+  save(record: SandboxRecord): void;
+  remove(sandboxId: string): void;
+  loadAll(): SandboxRecord[];
+}
