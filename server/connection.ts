@@ -1,0 +1,254 @@
+import type { WebSocket, RawData } from 'ws';
+import type { Caller, LifecycleEvent, StateChange, SupervisorApi } from '../actors/api.ts';
+import { SandboxdError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { SubscriptionHub, Subscriber } from './hub.ts';
+import { TokenBucket, type ServerLimits, type TeamOpLimiter } from './limits.ts';
+import { methods, type CallContext, type MethodSpec } from './methods.ts';
+import type { ServerMetrics } from './metrics.ts';
+import { RpcCodes } from './protocol.ts';
+import { errorBody, errorLabel, invalidParams, notification, ProtocolError, replyError, replyOk, type RpcId } from './rpc.ts';
+import { isMethodName, issuesOf, notImplementedMethods, requestEnvelope, schemas, type MethodName } from './schemas.ts';
+
+export interface ConnectionDeps {
+  supervisor: SupervisorApi;
+  hub: SubscriptionHub;
+  metrics: ServerMetrics;
+  limits: ServerLimits;
+  teamOps: TeamOpLimiter;
+  log: Logger;
+}
+
+const notImplemented = new Set<string>(notImplementedMethods);
+
+/**
+ * One authenticated WebSocket peer: parses its frames, applies its limits,
+ * forwards to the supervisor and writes replies and notifications with
+ * backpressure. A request keeps running when the peer goes away; only its
+ * reply is dropped.
+ */
+export class Connection implements Subscriber {
+  readonly teamId: string | null;
+  /** Set by each pong; the heartbeat drops a peer that has not answered since the last ping. */
+  alive = true;
+  private closing = false;
+  private inFlight = 0;
+  private readonly bucket: TokenBucket;
+  private readonly subIds = new Set<string>();
+  /** Latest sandbox.state per sandbox, held back while the peer reads slowly. */
+  private readonly held = new Map<string, StateChange>();
+  private flushTimer: NodeJS.Timeout | null = null;
+  private overCapSince: number | null = null;
+  private killTimer: NodeJS.Timeout | null = null;
+  private readonly ctx: CallContext;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly caller: Caller,
+    private readonly deps: ConnectionDeps,
+  ) {
+    this.teamId = caller.teamId;
+    this.bucket = new TokenBucket(deps.limits.ratePerSec, deps.limits.burst);
+    this.ctx = {
+      caller,
+      supervisor: deps.supervisor,
+      subscriptions: {
+        add: (sandboxId) => {
+          if (this.subIds.size >= deps.limits.maxSubscriptions) {
+            throw new SandboxdError('rate_limited', `at most ${deps.limits.maxSubscriptions} subscriptions per connection`);
+          }
+          const id = deps.hub.add(this, sandboxId);
+          this.subIds.add(id);
+          return id;
+        },
+        remove: (id) => this.subIds.delete(id) && deps.hub.remove(id),
+      },
+    };
+  }
+
+  onFrame(data: RawData, isBinary: boolean): void {
+    if (this.closing) return;
+    this.deps.metrics.messagesIn.inc();
+    let id: RpcId = null;
+    let method = '(none)';
+    try {
+      if (isBinary) throw new ProtocolError(RpcCodes.invalidRequest, 'binary frames are not accepted; send JSON text');
+      let msg: unknown;
+      try {
+        msg = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8'));
+      } catch {
+        throw new ProtocolError(RpcCodes.parseError, 'parse error: not valid JSON');
+      }
+      if (Array.isArray(msg)) throw new ProtocolError(RpcCodes.invalidRequest, 'batches are not supported; send one request per frame');
+      const env = requestEnvelope.safeParse(msg);
+      if (!env.success) {
+        id = salvageId(msg);
+        throw new ProtocolError(RpcCodes.invalidRequest, 'invalid request: expected {jsonrpc:"2.0", id, method, params?}', {
+          issues: issuesOf(env.error),
+        });
+      }
+      id = env.data.id;
+      method = env.data.method;
+      if (!this.bucket.take()) throw new SandboxdError('rate_limited', 'too many requests on this connection; slow down');
+      if (this.inFlight >= this.deps.limits.maxInFlight) {
+        throw new SandboxdError('rate_limited', `at most ${this.deps.limits.maxInFlight} requests in flight per connection`);
+      }
+      if (!isMethodName(method)) {
+        if (notImplemented.has(method)) {
+          throw new ProtocolError(RpcCodes.methodNotFound, `${method} is not implemented yet`, { notImplemented: true });
+        }
+        throw new ProtocolError(RpcCodes.methodNotFound, `method not found: ${method.slice(0, 64)}`);
+      }
+      const parsed = schemas[method].safeParse(env.data.params ?? {});
+      if (!parsed.success) throw invalidParams(issuesOf(parsed.error));
+      this.start(id, method, parsed.data);
+    } catch (err) {
+      this.sendError(id, method, err, 0);
+    }
+  }
+
+  private start(id: RpcId, method: MethodName, params: unknown): void {
+    const spec = methods[method] as MethodSpec<MethodName>;
+    let release: (() => void) | null = null;
+    if (spec.lifecycle) {
+      release = this.deps.teamOps.acquire(this.teamId ?? '(admin)');
+      if (release === null) throw new SandboxdError('rate_limited', "too many lifecycle operations in flight for this team");
+    }
+    this.inFlight++;
+    const started = performance.now();
+    const done = () => {
+      this.inFlight--;
+      release?.();
+    };
+    invoke(spec, this.ctx, params).then(
+      (result) => {
+        done();
+        this.deps.metrics.operationSeconds.observe({ operation: method, outcome: 'ok' }, (performance.now() - started) / 1000);
+        this.send(replyOk(id, result), 'reply');
+      },
+      (err: unknown) => {
+        done();
+        this.sendError(id, method, err, started);
+      },
+    );
+  }
+
+  private sendError(id: RpcId, method: string, err: unknown, started: number): void {
+    const body = errorBody(err, this.deps.log, { method });
+    const label = errorLabel(body);
+    this.deps.metrics.errors.inc({ code: label });
+    if (started > 0) {
+      this.deps.metrics.operationSeconds.observe({ operation: method, outcome: label }, (performance.now() - started) / 1000);
+    }
+    this.send(replyError(id, body), 'reply');
+  }
+
+  deliverState(change: StateChange): void {
+    if (this.closing) return;
+    // Latest wins per sandbox while the peer is behind; order per sandbox is kept
+    // because once anything is held, newer changes are held too.
+    if (this.held.size > 0 || this.ws.bufferedAmount > this.deps.limits.highWaterBytes) {
+      if (this.held.has(change.sandboxId)) this.deps.metrics.notificationsCoalesced.inc();
+      this.held.delete(change.sandboxId);
+      this.held.set(change.sandboxId, change);
+      this.scheduleFlush();
+      return;
+    }
+    this.send(stateFrame(change), 'notification');
+  }
+
+  deliverEvent(event: LifecycleEvent): void {
+    if (this.closing) return;
+    // Events are never dropped; the sandbox's held state goes first so the peer sees them in order.
+    const held = this.held.get(event.sandboxId);
+    if (held !== undefined) {
+      this.held.delete(event.sandboxId);
+      this.send(stateFrame(held), 'notification');
+    }
+    const { teamId: _team, ...params } = event;
+    this.send(notification('sandbox.event', params), 'notification');
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer !== null) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null;
+      this.flush();
+    }, 20);
+  }
+
+  private flush(): void {
+    if (this.closing) return;
+    while (this.held.size > 0 && this.ws.bufferedAmount <= this.deps.limits.highWaterBytes / 2) {
+      const [sandboxId, change] = this.held.entries().next().value as [string, StateChange];
+      this.held.delete(sandboxId);
+      this.send(stateFrame(change), 'notification');
+    }
+    if (this.held.size > 0) this.scheduleFlush();
+  }
+
+  private send(frame: string, kind: 'reply' | 'notification'): void {
+    if (this.closing || this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.send(frame);
+    this.deps.metrics.messagesOut.inc({ kind });
+    if (this.overCapSince === null && this.ws.bufferedAmount > this.deps.limits.hardCapBytes) this.overCapSince = performance.now();
+  }
+
+  /** Called by the server's sweep; returns true when the peer has been cut off for reading too slowly. */
+  checkSlowReader(now: number): boolean {
+    if (this.closing || this.overCapSince === null) return false;
+    if (this.ws.bufferedAmount <= this.deps.limits.hardCapBytes) {
+      this.overCapSince = null;
+      return false;
+    }
+    if (now - this.overCapSince < this.deps.limits.slowReaderGraceMs) return false;
+    this.close(1008, 'slow reader: too much unread data');
+    return true;
+  }
+
+  /** Starts the close handshake and stops all further work for this peer. */
+  close(code: number, reason: string): void {
+    if (this.closing) return;
+    this.dispose();
+    this.ws.close(code, reason);
+    // A peer that does not read will not answer the close frame either; do not
+    // hold its buffer for ws's own 30 s close timeout.
+    this.killTimer = setTimeout(() => this.ws.terminate(), this.deps.limits.closeGraceMs);
+    this.killTimer.unref();
+  }
+
+  /** The socket is gone (closed by either side). */
+  closed(): void {
+    this.dispose();
+    if (this.killTimer !== null) clearTimeout(this.killTimer);
+    this.killTimer = null;
+  }
+
+  /** Drops subscriptions and held notifications; requests in flight keep running. */
+  dispose(): void {
+    this.closing = true;
+    for (const id of this.subIds) this.deps.hub.remove(id);
+    this.subIds.clear();
+    this.held.clear();
+    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+  }
+}
+
+async function invoke(spec: MethodSpec<MethodName>, ctx: CallContext, params: unknown): Promise<unknown> {
+  return spec.run(ctx, params as never);
+}
+
+function stateFrame(change: StateChange): string {
+  const { teamId: _team, ...params } = change;
+  return notification('sandbox.state', params);
+}
+
+/** The id of a malformed request, when it has a usable one (JSON-RPC: else null). */
+function salvageId(msg: unknown): RpcId {
+  if (typeof msg !== 'object' || msg === null) return null;
+  const id = (msg as { id?: unknown }).id;
+  if (typeof id === 'string' && id.length <= 128) return id;
+  if (typeof id === 'number' && Number.isFinite(id)) return id;
+  return null;
+}

@@ -1,0 +1,60 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { SupervisorApi } from '../actors/api.ts';
+import { sandboxStatuses } from './schemas.ts';
+
+/** The server's Prometheus metrics, in a registry of its own (never the global one). */
+export interface ServerMetrics {
+  registry: Registry;
+  operationSeconds: Histogram<'operation' | 'outcome'>;
+  errors: Counter<'code'>;
+  connections: Gauge;
+  connectionsClosed: Counter<'reason'>;
+  messagesIn: Counter;
+  messagesOut: Counter<'kind'>;
+  notificationsCoalesced: Counter;
+}
+
+export function createMetrics(supervisor: Pick<SupervisorApi, 'info'>): ServerMetrics {
+  const registry = new Registry();
+  new Gauge({
+    name: 'sandboxd_sandboxes',
+    help: 'Sandboxes by status',
+    labelNames: ['status'],
+    registers: [registry],
+    collect() {
+      // Read at scrape time so the figure is never stale.
+      const counts = supervisor.info().sandboxes;
+      for (const status of sandboxStatuses) this.set({ status }, counts[status] ?? 0);
+    },
+  });
+  return {
+    registry,
+    operationSeconds: new Histogram({
+      name: 'sandboxd_operation_duration_seconds',
+      help: 'Duration of API calls by method and outcome (ok or error code)',
+      labelNames: ['operation', 'outcome'],
+      buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers: [registry],
+    }),
+    errors: new Counter({ name: 'sandboxd_errors_total', help: 'Error replies by code', labelNames: ['code'], registers: [registry] }),
+    connections: new Gauge({ name: 'sandboxd_connections', help: 'Open WebSocket connections', registers: [registry] }),
+    connectionsClosed: new Counter({
+      name: 'sandboxd_connections_closed_total',
+      help: 'Connections closed by the agent, by reason',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    messagesIn: new Counter({ name: 'sandboxd_messages_in_total', help: 'Frames received', registers: [registry] }),
+    messagesOut: new Counter({
+      name: 'sandboxd_messages_out_total',
+      help: 'Frames sent, by kind (reply or notification)',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    notificationsCoalesced: new Counter({
+      name: 'sandboxd_notifications_coalesced_total',
+      help: 'sandbox.state notifications replaced by a newer one while the reader was slow',
+      registers: [registry],
+    }),
+  };
+}
