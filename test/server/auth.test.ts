@@ -34,7 +34,7 @@ test('a missing, malformed or unknown token is refused 401 before any handler ru
   const { supervisor, calls } = recordCalls(new FakeSupervisor());
   const h = await startHarness(t, supervisor);
   const port = Number(new URL(h.url).port);
-  const refusals = [
+  const refusals: Record<string, string>[] = [
     {},
     { authorization: 'Bearer wrong-token' },
     { authorization: `Basic ${h.tokens.a}` },
