@@ -1,0 +1,88 @@
+import { fromPromise } from 'xstate';
+import { SandboxdError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { StepInput, StepOutput } from '../machines/sandbox/context.ts';
+import { allSteps, type StepName } from '../machines/sandbox/steps.ts';
+import type { StepImpl } from './steps.ts';
+
+/**
+ * Upper bounds per step. A bound turns a wedged driver call into a step
+ * failure the machine knows how to handle, instead of a sandbox stuck forever.
+ */
+const stepTimeoutMs: Partial<Record<StepName, number>> = {
+  probeVm: 3_000,
+  quiesce: 12_000,
+  pauseVm: 30_000,
+  waitEnvd: 30 * 60_000, // the real budget is computed per sandbox inside the step
+  waitMemoryLoader: 5 * 60_000,
+  snapshotVm: 10 * 60_000,
+  flattenDisk: 30 * 60_000,
+  flattenPausedDisk: 30 * 60_000,
+  linkMemoryFiles: 10 * 60_000,
+  restoreVm: 5 * 60_000,
+};
+const defaultTimeoutMs = 2 * 60_000;
+
+/**
+ * Runs the machine's steps: gives each a signal that aborts when the machine
+ * leaves the step, when the step's bound runs out, or when the sandbox's
+ * in-flight steps are cancelled (a destroy during create), and logs each with
+ * the sandbox id and the step.
+ */
+export class StepRunner {
+  readonly #inFlight = new Map<string, Set<AbortController>>();
+
+  constructor(
+    private readonly impls: Record<StepName, StepImpl>,
+    private readonly logFor: (sandboxId: string) => Logger,
+  ) {}
+
+  /** The step actors to `provide()` to the sandbox machine. */
+  actors(): Record<StepName, ReturnType<typeof fromPromise<StepOutput, StepInput>>> {
+    return Object.fromEntries(
+      allSteps.map((name) => [
+        name,
+        fromPromise<StepOutput, StepInput>(({ input, signal }) => this.run(name, input, signal)),
+      ]),
+    ) as Record<StepName, ReturnType<typeof fromPromise<StepOutput, StepInput>>>;
+  }
+
+  cancel(sandboxId: string): void {
+    const set = this.#inFlight.get(sandboxId);
+    if (set === undefined) return;
+    for (const ctl of set) ctl.abort(new SandboxdError('cancelled', 'cancelled by destroy'));
+  }
+
+  inFlight(sandboxId: string): number {
+    return this.#inFlight.get(sandboxId)?.size ?? 0;
+  }
+
+  async run(name: StepName, input: StepInput, leaveSignal: AbortSignal): Promise<StepOutput> {
+    const { context } = input;
+    const ctl = new AbortController();
+    let set = this.#inFlight.get(context.id);
+    if (set === undefined) this.#inFlight.set(context.id, (set = new Set()));
+    set.add(ctl);
+    const bound = stepTimeoutMs[name] ?? defaultTimeoutMs;
+    const timer = setTimeout(() => ctl.abort(new SandboxdError('timeout', `${name} took longer than ${bound} ms`)), bound);
+    const onLeave = () => ctl.abort(leaveSignal.reason);
+    leaveSignal.addEventListener('abort', onLeave, { once: true });
+    const log = this.logFor(context.id);
+    const started = performance.now();
+    try {
+      const output = (await this.impls[name](context, ctl.signal)) ?? {};
+      log.debug({ step: name, ms: Math.round(performance.now() - started) }, 'step done');
+      return output;
+    } catch (err) {
+      // A driver that gave up because of the abort reports the abort's reason, not its own wording.
+      const reason = ctl.signal.aborted ? ctl.signal.reason : err;
+      log.warn({ step: name, err: reason instanceof Error ? reason.message : String(reason) }, 'step failed');
+      throw reason;
+    } finally {
+      clearTimeout(timer);
+      leaveSignal.removeEventListener('abort', onLeave);
+      set.delete(ctl);
+      if (set.size === 0) this.#inFlight.delete(context.id);
+    }
+  }
+}

@@ -1,0 +1,462 @@
+import { createActor, type Actor, type AnyActorLogic, type InspectionEvent } from 'xstate';
+import { SandboxdError, type ErrorInfo } from '../core/errors.ts';
+import { assertNameId, assertSandboxId, newOpId, newSandboxId } from '../core/ids.ts';
+import { silentLogger, type Logger } from '../core/log.ts';
+import type { ExecRequest, ExecResult } from '../drivers/envd/envd.ts';
+import type { Drivers } from '../drivers/index.ts';
+import type { SandboxContext, SandboxInput } from '../machines/sandbox/context.ts';
+import type { SandboxEmitted, SandboxEvent } from '../machines/sandbox/events.ts';
+import { sandboxMachine } from '../machines/sandbox/machine.ts';
+import type {
+  AgentInfo,
+  Caller,
+  CreateParams,
+  LifecycleEvent,
+  SandboxStatus,
+  SandboxView,
+  StateChange,
+  SupervisorApi,
+  TemplateView,
+} from './api.ts';
+import { ConnectionTracker } from './connections.ts';
+import { LoopRegistry } from './loop-registry.ts';
+import { normalizeCreate, normalizeTimeout } from './params.ts';
+import { SlotAllocator } from './slots.ts';
+import { StepRunner } from './step-runner.ts';
+import { stepImplementations } from './steps.ts';
+import { record, status, stepOf, view, type SandboxSnapshot } from './view.ts';
+
+export interface SupervisorOptions {
+  drivers: Drivers;
+  logger?: Logger;
+  /** Network slots on this host. */
+  slots?: number;
+  /** Default disk size for creates that name none. */
+  defaultDiskSizeMB?: number;
+  /** The VMM's working dir of a freshly booted sandbox. */
+  vmSandboxDir?: (sandboxId: string) => string;
+  /** Entering and leaving Running: where the metrics sampler hooks in. */
+  onRunning?: (context: SandboxContext) => void;
+  onLeaveRunning?: (context: SandboxContext) => void;
+  /** xstate inspection of every sandbox actor (the live inspector). */
+  inspect?: (event: InspectionEvent) => void;
+  version?: string;
+}
+
+type SandboxActor = Actor<typeof sandboxMachine>;
+
+interface Entry {
+  actor: SandboxActor;
+  teamId: string;
+  seq: number;
+  step: string;
+  log: Logger | null;
+  /** Operations awaiting a reply from this sandbox. */
+  ops: Set<string>;
+  unwatchVm: (() => void) | null;
+}
+
+interface Pending {
+  sandboxId: string;
+  resolve: () => void;
+  reject: (err: SandboxdError) => void;
+}
+
+/** At most this many pauses at once on shutdown: each writes guest RAM to disk. */
+const PAUSE_ALL_CONCURRENCY = 8;
+
+/**
+ * The one place that knows every sandbox: admission, routing of commands to
+ * their actors, replies, state notifications, persistence of each transition,
+ * shared allocators, shutdown. Sandboxes are root actors held in a map: spawning
+ * them as children of one parent costs O(n) per spawn in xstate 5.
+ */
+export class Supervisor implements SupervisorApi {
+  readonly slots: SlotAllocator;
+  readonly loops: LoopRegistry;
+  readonly connections = new ConnectionTracker();
+  readonly #drivers: Drivers;
+  readonly #log: Logger;
+  readonly #entries = new Map<string, Entry>();
+  readonly #pending = new Map<string, Pending>();
+  readonly #stateListeners = new Set<(change: StateChange) => void>();
+  readonly #eventListeners = new Set<(event: LifecycleEvent) => void>();
+  readonly #runner: StepRunner;
+  readonly #logic: AnyActorLogic;
+  readonly #opts: SupervisorOptions;
+  #draining = false;
+
+  constructor(opts: SupervisorOptions) {
+    this.#opts = opts;
+    this.#drivers = opts.drivers;
+    this.#log = opts.logger ?? silentLogger;
+    this.slots = new SlotAllocator(opts.slots ?? 1024);
+    this.loops = new LoopRegistry(opts.drivers.loop);
+    const impls = stepImplementations({
+      drivers: opts.drivers,
+      loops: this.loops,
+      slots: this.slots,
+      connections: this.connections,
+      vmSandboxDir: opts.vmSandboxDir ?? ((id) => `/run/sandboxd/${id}`),
+      watchVm: (id) => this.#watchVm(id),
+      unwatchVm: (id) => this.#unwatchVm(id),
+      now: () => new Date(),
+    });
+    this.#runner = new StepRunner(impls, (id) => this.#logFor(id));
+    this.#logic = sandboxMachine.provide({
+      actors: this.#runner.actors(),
+      actions: {
+        cancelInFlight: ({ context }) => this.#runner.cancel(context.id),
+        startBackground: ({ context }) => {
+          this.connections.reset(context.id);
+          opts.onRunning?.(context);
+        },
+        stopBackground: ({ context }) => opts.onLeaveRunning?.(context),
+      },
+    });
+  }
+
+  // ---- commands ----
+
+  async create(caller: Caller, params: CreateParams): Promise<{ sandbox: SandboxView; diskSizeBytes: number }> {
+    const teamId = this.#teamFor(caller, params.teamId);
+    const input = normalizeCreate(params, teamId, this.#opts.defaultDiskSizeMB ?? 4096);
+    if (this.#draining) throw new SandboxdError('draining');
+    const id = params.id === undefined ? newSandboxId() : assertSandboxId(params.id);
+    if (this.#entries.has(id)) throw new SandboxdError('already_exists', `sandbox ${id} already exists`);
+    const opId = newOpId();
+    const entry = this.#start({ ...input, id, opId, now: Date.now() });
+    await this.#await(entry, id, opId);
+    const snapshot = entry.actor.getSnapshot();
+    return { sandbox: view(snapshot), diskSizeBytes: snapshot.context.diskSizeBytes ?? 0 };
+  }
+
+  get(caller: Caller, id: string): SandboxView {
+    return view(this.#entry(caller, id).actor.getSnapshot());
+  }
+
+  list(caller: Caller, filter?: { status?: SandboxStatus }): SandboxView[] {
+    const out: SandboxView[] = [];
+    for (const entry of this.#entries.values()) {
+      if (caller.teamId !== null && entry.teamId !== caller.teamId) continue;
+      const v = view(entry.actor.getSnapshot());
+      if (filter?.status === undefined || v.status === filter.status) out.push(v);
+    }
+    return out;
+  }
+
+  async pause(caller: Caller, id: string): Promise<SandboxView> {
+    const entry = this.#entry(caller, id);
+    await this.#command(entry, id, { type: 'PAUSE' });
+    return view(entry.actor.getSnapshot());
+  }
+
+  async resume(caller: Caller, id: string, opts?: { timeoutSec?: number }): Promise<SandboxView> {
+    const entry = this.#entry(caller, id);
+    if (this.#draining) throw new SandboxdError('draining');
+    const event: Omit<Extract<SandboxEvent, { type: 'RESUME' }>, 'opId'> = { type: 'RESUME' };
+    if (opts?.timeoutSec !== undefined) event.timeoutSec = normalizeTimeout(opts.timeoutSec);
+    await this.#command(entry, id, event);
+    return view(entry.actor.getSnapshot());
+  }
+
+  async destroy(caller: Caller, id: string): Promise<void> {
+    await this.#command(this.#entry(caller, id), id, { type: 'DESTROY' });
+  }
+
+  async snapshot(caller: Caller, id: string, target: { templateId: string; name?: string }): Promise<TemplateView> {
+    const entry = this.#entry(caller, id);
+    const templateId = assertNameId('template', target.templateId);
+    const event: Omit<Extract<SandboxEvent, { type: 'SNAPSHOT' }>, 'opId'> = { type: 'SNAPSHOT', teamId: entry.teamId, templateId };
+    if (target.name !== undefined) event.name = target.name;
+    await this.#command(entry, id, event);
+    return this.#produced(entry);
+  }
+
+  async flatten(caller: Caller, id: string, target: { templateId: string }): Promise<TemplateView> {
+    const entry = this.#entry(caller, id);
+    const templateId = assertNameId('template', target.templateId);
+    await this.#command(entry, id, { type: 'FLATTEN', teamId: entry.teamId, templateId });
+    return this.#produced(entry);
+  }
+
+  ping(caller: Caller, id: string): void {
+    this.#touchRunning(this.#entry(caller, id));
+  }
+
+  setTimeout(caller: Caller, id: string, timeoutSec: number): void {
+    const entry = this.#entry(caller, id);
+    entry.actor.send({ type: 'SET_TIMEOUT', opId: newOpId(), timeoutSec: normalizeTimeout(timeoutSec) });
+  }
+
+  async exec(caller: Caller, id: string, req: ExecRequest): Promise<ExecResult> {
+    const entry = this.#entry(caller, id);
+    const vm = this.#touchRunning(entry).res.vm;
+    if (vm === null) throw new SandboxdError('not_running');
+    const bound = AbortSignal.timeout((req.timeoutMs ?? 60_000) + 5_000);
+    return this.#drivers.envd.exec(vm.envdUrl, req, { signal: bound });
+  }
+
+  async listTemplates(caller: Caller): Promise<TemplateView[]> {
+    const all = await this.#drivers.templates.list(caller.teamId, { signal: AbortSignal.timeout(30_000) });
+    return all.map((t) => ({ teamId: t.teamId, templateId: t.templateId, kind: t.kind, sizeBytes: t.sizeBytes }));
+  }
+
+  async deleteTemplate(caller: Caller, templateId: string): Promise<void> {
+    const teamId = this.#teamFor(caller, undefined);
+    const id = assertNameId('template', templateId);
+    const signal = AbortSignal.timeout(60_000);
+    const template = await this.#drivers.templates.resolve(teamId, id, { signal });
+    if (template.teamId !== teamId && caller.teamId !== null) throw new SandboxdError('not_found', `template ${id} not found`);
+    const users = [...this.#entries.entries()]
+      .filter(([, e]) => {
+        const c = e.actor.getSnapshot().context;
+        return c.template?.dir === template.dir || c.res.originPath === template.rootfsPath;
+      })
+      .map(([sid]) => sid);
+    if (users.length > 0) throw new SandboxdError('template_in_use', `template ${id} is used by ${users.join(', ')}`);
+    await this.#drivers.templates.remove(template.teamId, id, { signal });
+  }
+
+  info(): AgentInfo {
+    const sandboxes: Partial<Record<SandboxStatus, number>> = {};
+    for (const entry of this.#entries.values()) {
+      const s = status(entry.actor.getSnapshot());
+      sandboxes[s] = (sandboxes[s] ?? 0) + 1;
+    }
+    return {
+      version: this.#opts.version ?? '0.1.0',
+      draining: this.#draining,
+      sandboxes,
+      capacity: { slots: this.slots.capacity, slotsInUse: this.slots.inUse },
+      backends: { disk: this.#drivers.disk.kind, network: this.#drivers.network.kind },
+    };
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * lifecycle.md's Shutdown: refuse creates and resumes, stop the inactivity
+   * timers, cancel creates in flight, let other operations settle, pause what
+   * runs (8 at once, `auto_paused` each), destroy what is neither paused nor
+   * pausable (`stopped` each), release every loop. Paused sandboxes stay on disk.
+   */
+  async shutdown(): Promise<void> {
+    this.#draining = true;
+    for (const entry of this.#entries.values()) entry.actor.send({ type: 'STOP_TIMERS' });
+    const creating = [...this.#entries.entries()].filter(([, e]) => status(e.actor.getSnapshot()) === 'creating');
+    await Promise.allSettled(creating.map(([id, e]) => this.#command(e, id, { type: 'DESTROY' })));
+    await Promise.all([...this.#entries.values()].map((e) => this.#settled(e)));
+
+    const running = [...this.#entries.entries()].filter(([, e]) => status(e.actor.getSnapshot()) === 'running');
+    await forEachLimited(running, PAUSE_ALL_CONCURRENCY, async ([id, e]) => {
+      try {
+        await this.#command(e, id, { type: 'PAUSE' });
+        this.#emit({ sandboxId: id, teamId: e.teamId, type: 'auto_paused', reason: 'agent shutdown' });
+      } catch (err) {
+        this.#logFor(id).warn({ step: 'shutdown', err: (err as Error).message }, 'pause on shutdown failed');
+      }
+    });
+
+    const rest = [...this.#entries.entries()].filter(([, e]) => status(e.actor.getSnapshot()) !== 'paused');
+    await Promise.allSettled(
+      rest.map(async ([id, e]) => {
+        await this.#command(e, id, { type: 'DESTROY' });
+        this.#emit({ sandboxId: id, teamId: e.teamId, type: 'stopped', reason: 'agent shutdown' });
+      }),
+    );
+    await this.loops.releaseAll(AbortSignal.timeout(60_000));
+    for (const entry of this.#entries.values()) entry.actor.stop();
+  }
+
+  onState(listener: (change: StateChange) => void): () => void {
+    this.#stateListeners.add(listener);
+    return () => this.#stateListeners.delete(listener);
+  }
+
+  onEvent(listener: (event: LifecycleEvent) => void): () => void {
+    this.#eventListeners.add(listener);
+    return () => this.#eventListeners.delete(listener);
+  }
+
+  /** The raw machine snapshot, for tests and the inspector. */
+  snapshotOf(id: string): SandboxSnapshot | undefined {
+    return this.#entries.get(id)?.actor.getSnapshot();
+  }
+
+  ids(): string[] {
+    return [...this.#entries.keys()];
+  }
+
+  // ---- internals ----
+
+  #start(input: SandboxInput): Entry {
+    const actor = createActor(this.#logic as typeof sandboxMachine, {
+      input,
+      ...(this.#opts.inspect === undefined ? {} : { inspect: this.#opts.inspect }),
+    });
+    const entry: Entry = { actor, teamId: input.teamId, seq: 0, step: '', log: null, ops: new Set(), unwatchVm: null };
+    this.#entries.set(input.id, entry);
+    actor.on('reply', (e) => this.#onReply(e as Extract<SandboxEmitted, { type: 'reply' }>));
+    actor.on('lifecycle', (e) => {
+      const { kind, reason } = e as Extract<SandboxEmitted, { type: 'lifecycle' }>;
+      this.#emit(reason === undefined ? { sandboxId: input.id, teamId: input.teamId, type: kind } : { sandboxId: input.id, teamId: input.teamId, type: kind, reason });
+    });
+    actor.subscribe({
+      next: (snapshot) => this.#onSnapshot(input.id, entry, snapshot),
+      error: (err) => this.#onActorError(input.id, entry, err),
+    });
+    actor.start();
+    return entry;
+  }
+
+  #onSnapshot(id: string, entry: Entry, snapshot: SandboxSnapshot): void {
+    const step = stepOf(snapshot.value);
+    if (step === entry.step && snapshot.status === 'active') return;
+    entry.step = step;
+    entry.seq++;
+    const st = status(snapshot);
+    if (snapshot.status === 'done') {
+      this.#drivers.store.remove(id);
+      this.#entries.delete(id);
+      this.connections.forget(id);
+      this.#unwatchVm(id);
+    } else {
+      this.#drivers.store.save(record(snapshot, 1));
+    }
+    this.#logFor(id).info({ step, status: st }, 'state');
+    if (this.#stateListeners.size === 0) return;
+    const change: StateChange = { sandboxId: id, teamId: entry.teamId, status: st, step, at: new Date().toISOString(), seq: entry.seq };
+    for (const listener of this.#stateListeners) listener(change);
+  }
+
+  #onActorError(id: string, entry: Entry, err: unknown): void {
+    // Every invoke has onError, so this is a bug in an action or guard: contain it to this sandbox.
+    this.#logFor(id).error({ step: entry.step, err: err instanceof Error ? err.stack : String(err) }, 'sandbox actor failed');
+    const failure = new SandboxdError('internal', `sandbox actor failed: ${err instanceof Error ? err.message : String(err)}`);
+    for (const opId of entry.ops) {
+      const p = this.#pending.get(opId);
+      this.#pending.delete(opId);
+      p?.reject(failure);
+    }
+    this.#emit({ sandboxId: id, teamId: entry.teamId, type: 'error', reason: failure.message });
+  }
+
+  #onReply(e: Extract<SandboxEmitted, { type: 'reply' }>): void {
+    for (const opId of e.opIds) {
+      const p = this.#pending.get(opId);
+      if (p === undefined) continue;
+      this.#pending.delete(opId);
+      this.#entries.get(p.sandboxId)?.ops.delete(opId);
+      if (e.ok) p.resolve();
+      else p.reject(SandboxdError.from(e.error as ErrorInfo));
+    }
+  }
+
+  #await(entry: Entry, sandboxId: string, opId: string): Promise<void> {
+    entry.ops.add(opId);
+    return new Promise<void>((resolve, reject) => this.#pending.set(opId, { sandboxId, resolve, reject }));
+  }
+
+  /** Sends a command and waits for the machine's reply to it. */
+  #command(entry: Entry, sandboxId: string, event: DistributiveOmit<Exclude<SandboxEvent, { type: 'ACTIVITY' | 'VM_EXITED' | 'STOP_TIMERS' }>, 'opId'>): Promise<void> {
+    const opId = newOpId();
+    const done = this.#await(entry, sandboxId, opId);
+    entry.actor.send({ ...event, opId } as SandboxEvent);
+    return done;
+  }
+
+  /** Resolves once the sandbox is in no transitional state. */
+  #settled(entry: Entry): Promise<void> {
+    const busy = (s: SandboxSnapshot) => s.status === 'active' && s.hasTag('busy');
+    if (!busy(entry.actor.getSnapshot())) return Promise.resolve();
+    return new Promise((resolve) => {
+      const sub = entry.actor.subscribe({
+        next: (s) => {
+          if (!busy(s)) (sub.unsubscribe(), resolve());
+        },
+        complete: () => resolve(),
+        error: () => resolve(),
+      });
+    });
+  }
+
+  #entry(caller: Caller, id: string): Entry {
+    assertSandboxId(id);
+    const entry = this.#entries.get(id);
+    // Another team's sandbox is "not found", never "forbidden": ids do not leak.
+    if (entry === undefined || (caller.teamId !== null && entry.teamId !== caller.teamId)) {
+      throw new SandboxdError('not_found', `sandbox ${id} not found`);
+    }
+    return entry;
+  }
+
+  #teamFor(caller: Caller, requested: string | undefined): string {
+    if (caller.teamId === null) {
+      if (requested === undefined) throw new SandboxdError('invalid_argument', 'an admin must name the team');
+      return assertNameId('team', requested);
+    }
+    if (requested !== undefined && requested !== caller.teamId) {
+      throw new SandboxdError('invalid_argument', 'teamId may only be given by an admin');
+    }
+    return caller.teamId;
+  }
+
+  #touchRunning(entry: Entry): SandboxContext {
+    const snapshot = entry.actor.getSnapshot();
+    if (status(snapshot) !== 'running') throw new SandboxdError('not_running');
+    entry.actor.send({ type: 'ACTIVITY', at: Date.now() });
+    return snapshot.context;
+  }
+
+  #produced(entry: Entry): TemplateView {
+    const t = entry.actor.getSnapshot().context.producedTemplate;
+    if (t === null) throw new SandboxdError('internal', 'operation reported success without a template');
+    return { teamId: t.teamId, templateId: t.templateId, kind: t.kind, sizeBytes: t.sizeBytes };
+  }
+
+  #watchVm(id: string): void {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return;
+    entry.unwatchVm?.();
+    entry.unwatchVm = this.#drivers.vmm.watchExit(id, (exit) => {
+      entry.unwatchVm = null;
+      entry.actor.send({ type: 'VM_EXITED', reason: `VMM exited (code ${exit.code}, signal ${exit.signal})` });
+    });
+  }
+
+  #unwatchVm(id: string): void {
+    const entry = this.#entries.get(id);
+    if (entry?.unwatchVm) {
+      entry.unwatchVm();
+      entry.unwatchVm = null;
+    }
+  }
+
+  #emit(event: LifecycleEvent): void {
+    this.#log.info({ sandboxId: event.sandboxId, event: event.type, reason: event.reason }, 'lifecycle event');
+    for (const listener of this.#eventListeners) listener(event);
+  }
+
+  #logFor(id: string): Logger {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return this.#log.child({ sandboxId: id });
+    return (entry.log ??= this.#log.child({ sandboxId: id }));
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+export function createSupervisor(opts: SupervisorOptions): Supervisor {
+  return new Supervisor(opts);
+}

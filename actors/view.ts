@@ -1,0 +1,77 @@
+import type { SnapshotFrom, StateValue } from 'xstate';
+import type { SandboxRecord } from '../drivers/store/store.ts';
+import type { sandboxMachine } from '../machines/sandbox/machine.ts';
+import type { SandboxStatus, SandboxView } from './api.ts';
+
+export type SandboxSnapshot = SnapshotFrom<typeof sandboxMachine>;
+
+/** Top-level states that callers see under another name. */
+const statusOf: Record<string, SandboxStatus> = {
+  snapshottingPaused: 'snapshotting',
+  crashed: 'destroying',
+};
+
+/** Active leaves as dotted paths, e.g. "pausing.snapshotVm"; parallel regions joined with "+". */
+export function stepOf(value: StateValue): string {
+  if (typeof value === 'string') return value;
+  const parts: string[] = [];
+  for (const [key, child] of Object.entries(value)) {
+    const sub = stepOf(child as StateValue);
+    parts.push(...sub.split('+').map((leaf) => `${key}.${leaf}`));
+  }
+  return parts.join('+');
+}
+
+export function status(snapshot: SandboxSnapshot): SandboxStatus {
+  if (snapshot.status === 'done') return 'destroyed';
+  if (snapshot.status === 'error') return 'error';
+  const value = snapshot.value;
+  const top = typeof value === 'string' ? value : Object.keys(value)[0]!;
+  return statusOf[top] ?? (top as SandboxStatus);
+}
+
+export function view(snapshot: SandboxSnapshot): SandboxView {
+  const c = snapshot.context;
+  return {
+    id: c.id,
+    teamId: c.teamId,
+    templateId: c.templateId,
+    vcpus: c.vcpus,
+    memoryMB: c.memoryMB,
+    diskSizeMB: c.diskSizeMB,
+    timeoutSec: c.timeoutSec,
+    status: status(snapshot),
+    step: stepOf(snapshot.value),
+    slot: c.res.slot,
+    hostIp: c.res.network?.hostIp ?? null,
+    createdAt: new Date(c.createdAt).toISOString(),
+    lastActiveAt: new Date(c.lastActiveAt).toISOString(),
+    metadata: c.envdVersion === null ? {} : { envdVersion: c.envdVersion },
+    error: c.lastError,
+  };
+}
+
+export function record(snapshot: SandboxSnapshot, incarnation: number): SandboxRecord {
+  const v = view(snapshot);
+  const c = snapshot.context;
+  return {
+    id: v.id,
+    teamId: v.teamId,
+    templateId: v.templateId,
+    vcpus: v.vcpus,
+    memoryMB: v.memoryMB,
+    diskSizeMB: v.diskSizeMB,
+    timeoutSec: v.timeoutSec,
+    status: v.status,
+    step: v.step,
+    opId: c.op?.id ?? null,
+    incarnation,
+    slot: v.slot,
+    hostIp: v.hostIp,
+    rootfsDevice: c.res.disk?.devicePath ?? null,
+    resources: { ...c.res },
+    createdAt: v.createdAt,
+    lastActiveAt: v.lastActiveAt,
+    metadata: v.metadata,
+  };
+}
