@@ -105,15 +105,17 @@ export class Ledger {
    */
   heldBy(sandboxId: string): HeldBySandbox {
     const vm = this.vms.get(sandboxId);
+    // O(held things): the cheap substring test skips most before the path is parsed.
+    const owned = (path: string): boolean => path.includes(sandboxId) && sandboxOfPath(path) === sandboxId;
     return {
       disks: [...this.disks.values()]
-        .filter((d) => sandboxOfPath(d.cowPath) === sandboxId)
+        .filter((d) => owned(d.cowPath))
         .map((d) => ({ ...d }))
         .sort((a, b) => byString(a.name, b.name)),
-      cows: [...this.cows].filter((p) => sandboxOfPath(p) === sandboxId).sort(byString),
+      cows: [...this.cows].filter(owned).sort(byString),
       vm: vm === undefined ? null : { pid: vm.pid, state: vm.state },
       sandboxDir: this.sandboxDirs.has(sandboxId),
-      stagingDirs: [...this.stagingDirs].filter((p) => sandboxOfPath(p) === sandboxId).sort(byString),
+      stagingDirs: [...this.stagingDirs].filter(owned).sort(byString),
     };
   }
 
