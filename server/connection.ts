@@ -191,10 +191,21 @@ export class Connection implements Subscriber {
     if (this.closing || this.ws.readyState !== this.ws.OPEN) return;
     this.ws.send(frame);
     this.deps.metrics.messagesOut.inc({ kind });
-    if (this.overCapSince === null && this.ws.bufferedAmount > this.deps.limits.hardCapBytes) this.overCapSince = performance.now();
+    const buffered = this.ws.bufferedAmount;
+    if (buffered <= this.deps.limits.hardCapBytes) return;
+    // Twice the cap is a ceiling that bounds a burst of replies before the grace
+    // period of the sweep runs out.
+    if (buffered > 2 * this.deps.limits.hardCapBytes) this.cutOff();
+    else this.overCapSince ??= performance.now();
   }
 
-  /** Called by the server's sweep; returns true when the peer has been cut off for reading too slowly. */
+  private cutOff(): void {
+    this.deps.metrics.connectionsClosed.inc({ reason: 'slow_reader' });
+    this.deps.log.warn({ teamId: this.teamId, buffered: this.ws.bufferedAmount }, 'closing a connection that stopped reading');
+    this.close(1008, 'slow reader: too much unread data');
+  }
+
+  /** Called by the server's sweep: cuts off a peer whose buffer stayed over the cap for the grace period. */
   checkSlowReader(now: number): boolean {
     if (this.closing || this.overCapSince === null) return false;
     if (this.ws.bufferedAmount <= this.deps.limits.hardCapBytes) {
@@ -202,7 +213,7 @@ export class Connection implements Subscriber {
       return false;
     }
     if (now - this.overCapSince < this.deps.limits.slowReaderGraceMs) return false;
-    this.close(1008, 'slow reader: too much unread data');
+    this.cutOff();
     return true;
   }
 

@@ -103,12 +103,7 @@ export function createServer(opts: ServerOptions): SandboxdServer {
 
   const sweep = setInterval(() => {
     const now = performance.now();
-    for (const conn of connections) {
-      if (conn.checkSlowReader(now)) {
-        metrics.connectionsClosed.inc({ reason: 'slow_reader' });
-        log.warn({ teamId: conn.teamId }, 'closed a connection that stopped reading');
-      }
-    }
+    for (const conn of connections) conn.checkSlowReader(now);
   }, SWEEP_MS);
   sweep.unref();
 
