@@ -78,7 +78,7 @@ test('state notifications to a slow reader coalesce per sandbox and the latest o
   const fake = new FakeSupervisor();
   const h = await startHarness(t, fake, { limits: { highWaterBytes: 16 * 1024, hardCapBytes: 8 * 1024 * 1024 } });
   const a = await h.connect('a');
-  const ids = [];
+  const ids: string[] = [];
   for (let i = 0; i < 3; i++) ids.push((await a.call('sandbox.create', { templateId: 'base' })).sandbox.id);
 
   const reader = await openRaw(h);
