@@ -40,8 +40,11 @@ export async function listNamespaces(ctx: HostCtx): Promise<string[]> {
   return parseJson<{ name: string }[]>(out, 'ip netns list').map((n) => n.name);
 }
 
-export async function namespaceExists(ctx: HostCtx, ns: string): Promise<boolean> {
-  return (await listNamespaces(ctx)).includes(ns);
+/** Adds the namespace; one that exists already is kept (whatever it holds is checked by the caller). */
+export async function ensureNamespace(ctx: HostCtx, ns: string): Promise<void> {
+  const args = ['netns', 'add', ns];
+  const r = await run(ctx, 'ip', args);
+  if (r.exitCode !== 0 && !/file exists/i.test(r.stderr)) throw failed('netns.add', 'ip', args, r);
 }
 
 /** The link called `name` (in `ns`, or on the host), or null when there is none. */

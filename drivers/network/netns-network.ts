@@ -6,9 +6,10 @@ import {
   deleteLink,
   deleteNamespace,
   deleteRoute,
+  ensureNamespace,
   linkInfo,
   listHostRules,
-  namespaceExists,
+  listLinks,
   nftApply,
   type HostCtx,
 } from './host-objects.ts';
@@ -88,36 +89,44 @@ export class NetnsNetwork implements NetworkDriver {
     await this.teardown(s, { runner: this.runner, signal: opts.signal });
   }
 
-  /** Each step checks or replaces, so running it over an existing (or half-built) slot converges. */
+  /**
+   * Each step checks or replaces, so running it over an existing (or
+   * half-built) slot converges. The plain settings go through `ip -batch`
+   * (one process for many netlink calls; it stops at the first failure):
+   * process start-up, not netlink, is what a slot's create mostly costs.
+   */
   private async build(s: SlotNetwork, ctx: HostCtx): Promise<void> {
-    const ip = (step: string, args: string[]) => mustRun(ctx.runner, step, 'ip', args, ctx);
-    const ipNs = (step: string, args: string[]) => ip(step, ['-n', s.namespace, ...args]);
+    const ip = (step: string, args: string[], input?: string) =>
+      mustRun(ctx.runner, step, 'ip', args, input === undefined ? ctx : { signal: ctx.signal, input });
 
-    if (!(await namespaceExists(ctx, s.namespace))) await ip('netns.add', ['netns', 'add', s.namespace]);
-    await this.ensureVeth(s, ctx);
+    await ensureNamespace(ctx, s.namespace);
+    const inside = new Map((await listLinks(ctx, s.namespace)).map((l) => [l.ifname, l.kind]));
+    await this.ensureVeth(s, ctx, inside.has(s.nsVeth) ? (inside.get(s.nsVeth) ?? 'other') : null);
 
-    await ipNs('veth.ns.addr', ['addr', 'replace', `${s.nsVethIp}/${s.transitPrefixLen}`, 'dev', s.nsVeth]);
-    await ipNs('veth.ns.up', ['link', 'set', 'dev', s.nsVeth, 'up']);
-    await ip('veth.host.addr', ['addr', 'replace', `${s.hostVethIp}/${s.transitPrefixLen}`, 'dev', s.hostVeth]);
-    await ip('veth.host.up', ['link', 'set', 'dev', s.hostVeth, 'up']);
-
-    const tap = await linkInfo(ctx, s.namespace, s.tapName);
-    if (tap !== null && tap.kind !== 'tun') await deleteLink(ctx, s.namespace, s.tapName);
-    if (tap === null || tap.kind !== 'tun') {
-      await ipNs('tap.add', ['tuntap', 'add', 'dev', s.tapName, 'mode', 'tap']);
-    }
-    await ipNs('tap.mac', ['link', 'set', 'dev', s.tapName, 'address', s.tapMac]);
-    await ipNs('tap.addr', ['addr', 'replace', `${s.tapIp}/${s.guestPrefixLen}`, 'dev', s.tapName]);
-    await ipNs('tap.up', ['link', 'set', 'dev', s.tapName, 'up']);
-
-    await ipNs('ns.lo', ['link', 'set', 'dev', 'lo', 'up']);
-    await ipNs('ns.route', ['route', 'replace', 'default', 'via', s.hostVethIp, 'dev', s.nsVeth]);
+    const tapKind = inside.get(s.tapName);
+    const nsBatch = [
+      `addr replace ${s.nsVethIp}/${s.transitPrefixLen} dev ${s.nsVeth}`,
+      `link set dev ${s.nsVeth} up`,
+      ...(inside.has(s.tapName) && tapKind !== 'tun' ? [`link del dev ${s.tapName}`] : []),
+      ...(tapKind !== 'tun' ? [`tuntap add dev ${s.tapName} mode tap`] : []),
+      `link set dev ${s.tapName} address ${s.tapMac}`,
+      `addr replace ${s.tapIp}/${s.guestPrefixLen} dev ${s.tapName}`,
+      `link set dev ${s.tapName} up`,
+      'link set dev lo up',
+      `route replace default via ${s.hostVethIp} dev ${s.nsVeth}`,
+    ];
+    await ip('ns.config', ['-n', s.namespace, '-batch', '-'], `${nsBatch.join('\n')}\n`);
     // Forwarding inside the slot's own namespace only (veth <-> tap); the
     // host's ip_forward is left as the operator set it.
     await ip('ns.forwarding', ['netns', 'exec', s.namespace, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
     await nftApply(ctx, s.namespace, 'ns.nat', namespaceNatScript(this.table, s));
 
-    await ip('host.route', ['route', 'replace', `${s.hostIp}/32`, 'via', s.nsVethIp, 'dev', s.hostVeth]);
+    const hostBatch = [
+      `addr replace ${s.hostVethIp}/${s.transitPrefixLen} dev ${s.hostVeth}`,
+      `link set dev ${s.hostVeth} up`,
+      `route replace ${s.hostIp}/32 via ${s.nsVethIp} dev ${s.hostVeth}`,
+    ];
+    await ip('host.config', ['-batch', '-'], `${hostBatch.join('\n')}\n`);
     if (this.egress !== null) {
       const stale = await this.slotRules(s, ctx);
       await nftApply(ctx, null, 'host.rules', hostEgressScript(this.table, s, this.egress, stale));
@@ -125,12 +134,11 @@ export class NetnsNetwork implements NetworkDriver {
   }
 
   /** A veth under our name whose other end is not in the slot's namespace is a leftover: replace it. */
-  private async ensureVeth(s: SlotNetwork, ctx: HostCtx): Promise<void> {
+  private async ensureVeth(s: SlotNetwork, ctx: HostCtx, peerKind: string | null): Promise<void> {
     const host = await linkInfo(ctx, null, s.hostVeth);
-    const peer = await linkInfo(ctx, s.namespace, s.nsVeth);
-    if (host?.kind === 'veth' && peer?.kind === 'veth') return;
+    if (host?.kind === 'veth' && peerKind === 'veth') return;
     if (host !== null) await deleteLink(ctx, null, s.hostVeth);
-    if (peer !== null) await deleteLink(ctx, s.namespace, s.nsVeth);
+    if (peerKind !== null) await deleteLink(ctx, s.namespace, s.nsVeth);
     await mustRun(
       ctx.runner,
       'veth.add',
