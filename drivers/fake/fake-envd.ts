@@ -116,5 +116,5 @@ function ok(stdout: string): ExecResult {
 
 function status(vm: FakeVm): MemoryLoaderStatus {
   const pages = vm.loader.state === 'done' ? (vm.config.memoryMB * MIB) / PAGE : 0;
-  return { state: vm.loader.state, pages, error: null };
+  return { state: vm.loader.state, pages, error: vm.loader.error ?? null };
 }

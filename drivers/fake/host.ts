@@ -41,6 +41,7 @@ export interface FakeLoader {
   state: MemoryLoaderState;
   /** performance.now() at which a running loader is done; NaN: at the next status call. */
   doneAt: number;
+  error?: string;
 }
 
 export interface FakeVm {
@@ -160,6 +161,13 @@ export class FakeHost {
     const vm = this.vms.get(sandboxId);
     if (vm === undefined) throw new SandboxdError('not_found', `no VM for ${sandboxId}`);
     vm.memory.set(key, value);
+  }
+
+  /** The guest's memory loader gives up: status 'failed', and the memory stays not faulted in. */
+  failMemoryLoader(sandboxId: string, error = 'injected memory loader failure'): void {
+    const vm = this.vms.get(sandboxId);
+    if (vm === undefined) throw new SandboxdError('not_found', `no VM for ${sandboxId}`);
+    vm.loader = { state: 'failed', doneAt: Number.NaN, error };
   }
 
   /**

@@ -13,6 +13,16 @@ import { FakeHost, type FakeHostOptions, ROOTFS_FILE } from './host.ts';
  * Every driver as an in-memory fake over one FakeHost, pre-seeded with a base
  * template `system/base` and a snapshot template `system/snap` whose guest
  * memory holds `template=system/snap`.
+ *
+ * Orders the fakes refuse (operation_failed), as a real host would:
+ * boot/restore without the dm device or the slot's network; a disk another
+ * VMM holds; disk.create without the origin loop attached to that image or
+ * without the sandbox dir; disk.attach without the CoW; disk.remove while a
+ * VMM holds the device; restore from a dir without CH's three files or with
+ * another sandbox dir than the one recorded; snapshot unless Paused or into a
+ * dir that is missing or not empty; envd calls unless the VM is Running
+ * (waitHealthy: timeout). Stricter than the kernel: loop.detach of a loop that
+ * still backs a disk. A call for a sandbox with no VMM fails with not_found.
  */
 export interface FakeDrivers {
   drivers: Drivers;

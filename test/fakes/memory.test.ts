@@ -84,6 +84,16 @@ test('with memoryLoaderMs a loader whose time is up counts as done for a snapsho
   assert.equal(await kvGet(d, await resume(d, s.id), 'template'), 'system/snap');
 });
 
+test('failMemoryLoader makes the loader report failed with its error and keeps the memory unloaded', async () => {
+  const { drivers: d, host } = createFakeDrivers();
+  const s = await createFromSnapshot(d, 'sb-loaderfail', 1);
+  host.failMemoryLoader(s.id, 'uffd gone');
+  assert.deepEqual(await d.envd.memoryLoaderStatus(s.vm.envdUrl, opts()), { state: 'failed', pages: 0, error: 'uffd gone' });
+  assert.equal(host.vm(s.id)?.memoryLoaded, false);
+  // A later start tries again.
+  assert.equal((await d.envd.startMemoryLoader(s.vm.envdUrl, opts())).state, 'running');
+});
+
 test('exec knows kv and echo, exits 127 otherwise, and refuses a VM that is not Running', async () => {
   const { drivers: d } = createFakeDrivers();
   const s = await createFromBase(d, 'sb-exec', 1);
