@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { ErrorCodes } from '../../core/errors.ts';
 import { schemas } from '../../server/schemas.ts';
+import type { SupervisorApi } from '../../actors/api.ts';
 import { FakeSupervisor } from './support/fake-supervisor.ts';
+import { realSupervisor } from './support/real-supervisor.ts';
 import { rawPeer, startHarness, type RawReply } from './support/harness.ts';
 
 // Hostile input must always get a well-formed error, never a crash or a state
@@ -51,37 +53,41 @@ function wellFormedError(reply: RawReply): void {
   assert.ok(!/\n\s+at /.test(JSON.stringify(reply)), 'no stack trace leaks');
 }
 
-test('arbitrary frames and params always get a well-formed error and change no sandbox', async (t) => {
-  const fake = new FakeSupervisor();
-  const h = await startHarness(t, fake, { limits: { ratePerSec: 1e6, burst: 1e6 } });
-  const a = await h.connect('a');
-  const { sandbox } = await a.call('sandbox.create', { templateId: 'base', id: 'sb-target' });
-  const before = JSON.stringify(await a.call('sandbox.get', { id: sandbox.id }));
-  const peer = await rawPeer(t, h, 'b');
-  const changes: unknown[] = [];
-  const stop = fake.onState((c) => changes.push(c));
-  t.after(stop);
+const backends = {
+  'in-test supervisor': () => new FakeSupervisor() as SupervisorApi,
+  'real supervisor': () => realSupervisor().supervisor as SupervisorApi,
+};
 
-  await fc.assert(
-    fc.asyncProperty(frame, async (f) => {
-      const reply = await peer.roundTrip(f);
-      // Team b owns nothing, so whatever it asks must fail.
-      if (reply.result !== undefined) {
-        // The few calls that can succeed for b touch nothing of a's: listings, info, subscriptions.
-        assert.ok(/"method":"(sandbox\.list|template\.list|agent\.info|events\.subscribe)"/.test(f), `unexpected success for ${f}`);
-        return;
-      }
-      wellFormedError(reply);
-    }),
-    { numRuns: 300, seed: Number(process.env.FUZZ_SEED ?? 7) },
-  );
+for (const [backend, make] of Object.entries(backends)) {
+  test(`arbitrary frames and params always get a well-formed error and change no sandbox (${backend})`, async (t) => {
+    const supervisor = make();
+    const h = await startHarness(t, supervisor, { limits: { ratePerSec: 1e6, burst: 1e6 } });
+    const a = await h.connect('a');
+    const { sandbox } = await a.call('sandbox.create', { templateId: 'base', id: 'sb-target' });
+    const before = JSON.stringify(await a.call('sandbox.get', { id: sandbox.id }));
+    const peer = await rawPeer(t, h, 'b');
+    const changes: unknown[] = [];
+    t.after(supervisor.onState((c) => changes.push(c)));
 
-  assert.deepEqual(changes, []);
-  assert.equal(JSON.stringify(await a.call('sandbox.get', { id: sandbox.id })), before);
-  assert.equal(fake.sandboxes.size, 1);
-  assert.equal(peer.ws.readyState, peer.ws.OPEN, 'the fuzzing connection is still open');
-  assert.equal((await h.connect('a').then((c) => c.call('agent.info'))).version, 'fake');
-});
+    await fc.assert(
+      fc.asyncProperty(frame, async (f) => {
+        const reply = await peer.roundTrip(f);
+        if (reply.result !== undefined) {
+          // Team b owns nothing: only listings, info and subscriptions can succeed, and they touch nothing.
+          assert.ok(/"method":"(sandbox\.list|template\.list|agent\.info|events\.subscribe)"/.test(f), `unexpected success for ${f}`);
+          return;
+        }
+        wellFormedError(reply);
+      }),
+      { numRuns: 300, seed: Number(process.env.FUZZ_SEED ?? 7) },
+    );
+
+    assert.deepEqual(changes, []);
+    assert.equal(JSON.stringify(await a.call('sandbox.get', { id: sandbox.id })), before);
+    assert.equal(supervisor.list({ teamId: null }).length, 1);
+    assert.equal(peer.ws.readyState, peer.ws.OPEN, 'the fuzzing connection is still open');
+  });
+}
 
 test('params fuzzed against the admin token never create, pause or destroy anything', async (t) => {
   const fake = new FakeSupervisor();

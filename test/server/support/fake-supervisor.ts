@@ -187,9 +187,11 @@ export class FakeSupervisor implements SupervisorApi {
 export function recordCalls<T extends object>(target: T): { supervisor: T; calls: string[] } {
   const calls: string[] = [];
   const supervisor = new Proxy(target, {
-    get(obj, prop, receiver) {
-      const value = Reflect.get(obj, prop, receiver);
-      if (typeof value !== 'function' || prop === 'onState' || prop === 'onEvent' || prop === 'info') return value;
+    get(obj, prop) {
+      const value = Reflect.get(obj, prop, obj);
+      if (typeof value !== 'function') return value;
+      // Bound to the target: class private fields are not reachable through a proxy.
+      if (prop === 'onState' || prop === 'onEvent' || prop === 'info') return (value as () => unknown).bind(obj);
       return (...args: unknown[]) => {
         calls.push(String(prop));
         return (value as (...a: unknown[]) => unknown).apply(obj, args);
