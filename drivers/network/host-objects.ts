@@ -14,7 +14,24 @@ export interface LinkInfo {
   ifname: string;
   /** 'veth', 'tun', 'dummy' … or undefined for plain devices such as lo. */
   kind: string | undefined;
+  ifindex: number;
+  /** For a veth: its other end's ifindex (in the other end's namespace). */
+  peerIndex: number | undefined;
 }
+
+interface IpLink {
+  ifname: string;
+  ifindex: number;
+  link_index?: number;
+  linkinfo?: { info_kind?: string };
+}
+
+const toLinkInfo = (l: IpLink): LinkInfo => ({
+  ifname: l.ifname,
+  kind: l.linkinfo?.info_kind,
+  ifindex: l.ifindex,
+  peerIndex: l.link_index,
+});
 
 export interface HostRule {
   chain: string;
@@ -55,17 +72,14 @@ export async function linkInfo(ctx: HostCtx, ns: string | null, name: string): P
     if (isGone(r)) return null;
     throw failed('link.show', 'ip', args, r);
   }
-  const [link] = parseJson<{ ifname: string; linkinfo?: { info_kind?: string } }[]>(r.stdout, 'ip link show');
-  return link ? { ifname: link.ifname, kind: link.linkinfo?.info_kind } : null;
+  const [link] = parseJson<IpLink[]>(r.stdout, 'ip link show');
+  return link ? toLinkInfo(link) : null;
 }
 
 export async function listLinks(ctx: HostCtx, ns: string | null): Promise<LinkInfo[]> {
   const args = ipIn(ns, ['-j', '-d', 'link', 'show']);
   const out = await mustRun(ctx.runner, 'link.list', 'ip', args, ctx);
-  return parseJson<{ ifname: string; linkinfo?: { info_kind?: string } }[]>(out, 'ip link show').map((l) => ({
-    ifname: l.ifname,
-    kind: l.linkinfo?.info_kind,
-  }));
+  return parseJson<IpLink[]>(out, 'ip link show').map(toLinkInfo);
 }
 
 export async function deleteLink(ctx: HostCtx, ns: string | null, name: string): Promise<void> {

@@ -12,6 +12,7 @@ import {
   listLinks,
   nftApply,
   type HostCtx,
+  type LinkInfo,
 } from './host-objects.ts';
 import type { NetworkDriver, NetworkHandle } from './network.ts';
 import { hostEgressScript, namespaceNatScript } from './nft-scripts.ts';
@@ -100,10 +101,10 @@ export class NetnsNetwork implements NetworkDriver {
       mustRun(ctx.runner, step, 'ip', args, input === undefined ? ctx : { signal: ctx.signal, input });
 
     await ensureNamespace(ctx, s.namespace);
-    const inside = new Map((await listLinks(ctx, s.namespace)).map((l) => [l.ifname, l.kind]));
-    await this.ensureVeth(s, ctx, inside.has(s.nsVeth) ? (inside.get(s.nsVeth) ?? 'other') : null);
+    const inside = new Map((await listLinks(ctx, s.namespace)).map((l) => [l.ifname, l]));
+    await this.ensureVeth(s, ctx, inside.get(s.nsVeth) ?? null);
 
-    const tapKind = inside.get(s.tapName);
+    const tapKind = inside.get(s.tapName)?.kind;
     const nsBatch = [
       `addr replace ${s.nsVethIp}/${s.transitPrefixLen} dev ${s.nsVeth}`,
       `link set dev ${s.nsVeth} up`,
@@ -133,12 +134,14 @@ export class NetnsNetwork implements NetworkDriver {
     }
   }
 
-  /** A veth under our name whose other end is not in the slot's namespace is a leftover: replace it. */
-  private async ensureVeth(s: SlotNetwork, ctx: HostCtx, peerKind: string | null): Promise<void> {
+  /** Links under the slot's veth names that are not each other's ends are leftovers: replace them. */
+  private async ensureVeth(s: SlotNetwork, ctx: HostCtx, peer: LinkInfo | null): Promise<void> {
     const host = await linkInfo(ctx, null, s.hostVeth);
-    if (host?.kind === 'veth' && peerKind === 'veth') return;
+    const paired =
+      host?.kind === 'veth' && peer?.kind === 'veth' && host.peerIndex === peer.ifindex && peer.peerIndex === host.ifindex;
+    if (paired) return;
     if (host !== null) await deleteLink(ctx, null, s.hostVeth);
-    if (peerKind !== null) await deleteLink(ctx, s.namespace, s.nsVeth);
+    if (peer !== null) await deleteLink(ctx, s.namespace, s.nsVeth);
     await mustRun(
       ctx.runner,
       'veth.add',
