@@ -2,15 +2,15 @@
 // each undone by a cleanup stack that runs even when a test fails.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
-import { DmDiskDriver, type DmDiskOptions } from '../../drivers/storage/dm-disk.ts';
+import { DmDiskDriver, deviceMapperAvailable, type DmDiskOptions } from '../../drivers/storage/dm-disk.ts';
 import { LosetupLoopDriver } from '../../drivers/storage/losetup-loop.ts';
 
 export const STANDIN = resolve(fileURLToPath(import.meta.url), '../../../drivers/storage/dmsetup-standin/dmsetup');
-export const REAL_DM = existsSync('/dev/mapper/control') && process.env.SANDBOXD_TEST_DM_STANDIN !== '1';
+export const REAL_DM = deviceMapperAvailable() && process.env.SANDBOXD_TEST_DM_STANDIN !== '1';
 export const signal = () => AbortSignal.timeout(60_000);
 
 type Undo = () => unknown;
