@@ -92,9 +92,10 @@ export class NetnsNetwork implements NetworkDriver {
 
   /**
    * Each step checks or replaces, so running it over an existing (or
-   * half-built) slot converges. The plain settings go through `ip -batch`
-   * (one process for many netlink calls; it stops at the first failure):
-   * process start-up, not netlink, is what a slot's create mostly costs.
+   * half-built) slot converges. The plain settings of each side go through
+   * one `ip -batch` (it stops at the first failure): each ip process took
+   * 3–15 ms to start on the 2-core test host, and batching took a slot's
+   * create+remove from 23 commands and ~204 ms to 13 and ~176 ms.
    */
   private async build(s: SlotNetwork, ctx: HostCtx): Promise<void> {
     const ip = (step: string, args: string[], input?: string) =>
