@@ -1,6 +1,7 @@
 // Network slots created and removed per second: one at a time, and 4 at a
 // time, with and without host egress rules, side by side in one run.
 // Needs root, ip and nft; uses prefix `sbxtb` and slots 4080+, swept at the end.
+import { cpus, loadavg } from 'node:os';
 import { execa } from 'execa';
 import { isInventoryEmpty, listNetworkInventory, removeOrphans } from '../drivers/network/inventory.ts';
 import { NetnsNetwork } from '../drivers/network/netns-network.ts';
@@ -47,7 +48,9 @@ async function main(): Promise<void> {
       rows.push([`${name}, sequential`, await cycles(net, 1)]);
       rows.push([`${name}, 4 parallel`, await cycles(net, 4)]);
     }
-    console.log(`network slot create+remove, ${ROUNDS} cycles each (${(await import('node:os')).cpus().length} cores)`);
+    console.log(
+      `network slot create+remove, ${ROUNDS} cycles each (${cpus().length} cores, load ${loadavg()[0]!.toFixed(1)}: figures swing ~2x with load)`,
+    );
     for (const [name, r] of rows) {
       const ratio = r.perSec / rows[0]![1].perSec;
       console.log(
