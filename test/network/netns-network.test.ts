@@ -116,6 +116,9 @@ test('host and namespace reach each other over the veth, and the host IP reaches
   // No VM here: the guest address on the namespace's loopback stands in for the guest.
   await sh('ip', ['-n', s.namespace, 'addr', 'add', `${s.guestIp}/32`, 'dev', 'lo']);
   assert.ok(await pingOnce({ via: s.hostVeth, to: s.hostIp }), 'host IP is not forwarded to the guest (DNAT)');
+  // Without the SNAT rule the host would answer 169.254.0.21 through its uplink: check it is there before pinging.
+  const nat = (await inventory(PREFIX)).inNamespace[s.namespace]?.natRules;
+  assert.deepEqual(nat, [s.ruleComment, s.ruleComment]);
   assert.ok(await pingOnce({ ns: s.namespace, via: s.guestIp, to: s.hostVethIp }), 'guest traffic is not sent as the host IP (SNAT)');
   await net.remove(4001, { signal: signal() });
 });
