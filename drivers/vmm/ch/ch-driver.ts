@@ -36,6 +36,8 @@ export interface ChDriverOptions {
   /** Time `vmm.shutdown` gets before SIGKILL. */
   shutdownGraceMs?: number;
   apiTimeoutMs?: number;
+  /** Extra environment for the VMM process (the simulator reads CHSIM_VERSION, CHSIM_FAULTS). */
+  env?: Record<string, string>;
   log?: Logger;
 }
 
@@ -67,6 +69,7 @@ export class ChDriver implements VmmDriver {
       startTimeoutMs: options.startTimeoutMs ?? 30_000,
       shutdownGraceMs: options.shutdownGraceMs ?? 5_000,
       apiTimeoutMs: options.apiTimeoutMs ?? 10_000,
+      env: options.env ?? {},
     };
     this.log = options.log ?? silentLogger;
   }
@@ -97,7 +100,7 @@ export class ChDriver implements VmmDriver {
 
   /** The VMM's major version, from `--version`, asked once per driver (one binary). */
   version(opts: CallOpts): Promise<number | null> {
-    this.versionProbe ??= execa(this.binary, ['--version'], { timeout: 5000, cancelSignal: opts.signal, reject: false }).then(
+    this.versionProbe ??= execa(this.binary, ['--version'], { timeout: 5000, cancelSignal: opts.signal, reject: false, env: this.opts.env }).then(
       (r) => (r.exitCode === 0 ? parseMajorVersion(String(r.stdout)) : null),
       () => null,
     );
@@ -161,7 +164,7 @@ export class ChDriver implements VmmDriver {
     await removeFiles([sock, `${sock}.envd`]);
     const files = this.logFiles(id);
     const cmd = inNamespace(network.namespace, this.binary, args);
-    const proc = spawnDetached({ file: cmd.file, args: cmd.args, outputFile: files.outputFile, pidfile: this.pidfile(id) });
+    const proc = spawnDetached({ file: cmd.file, args: cmd.args, env: this.opts.env, outputFile: files.outputFile });
     if (proc.pid < 0) {
       await proc.exited;
       throw new SandboxdError('operation_failed', `could not start ${cmd.file}: ${await tail(files.outputFile)}`, { step: 'vmm.spawn' });
@@ -175,8 +178,8 @@ export class ChDriver implements VmmDriver {
       this.log.info({ sandboxId: id, pid: proc.pid, lazy }, 'vmm started');
       return { sandboxId: id, pid: proc.pid, apiSocket: sock, envdUrl, lazyMemory: lazy };
     } catch (err) {
-      // Whatever went wrong, the process we spawned must not outlive this call.
-      await this.destroy(id, { signal: AbortSignal.timeout(this.opts.shutdownGraceMs + 10_000) }).catch((e: unknown) =>
+      // Whatever went wrong, the process we spawned must not outlive this call; a half-started VM gets no grace.
+      await this.teardown(id, { signal: AbortSignal.timeout(15_000) }, false).catch((e: unknown) =>
         this.log.error({ sandboxId: id, err: e }, 'vmm cleanup after a failed start'),
       );
       throw err;
@@ -301,7 +304,10 @@ export class ChDriver implements VmmDriver {
   }
 
   async destroy(sandboxId: string, opts: CallOpts): Promise<void> {
-    const id = assertSandboxId(sandboxId);
+    await this.teardown(assertSandboxId(sandboxId), opts, true);
+  }
+
+  private async teardown(id: string, opts: CallOpts, graceful: boolean): Promise<void> {
     const sock = this.socketPath(id);
     let entry = this.tracked.get(id);
     if (!entry) {
@@ -313,24 +319,27 @@ export class ChDriver implements VmmDriver {
     }
     if (entry) {
       entry.destroying = true;
-      await this.stopProcess(id, entry, opts);
+      await this.stopProcess(id, entry, opts, graceful);
       this.tracked.delete(id);
     }
-    await removeFiles([sock, `${sock}.envd`, `${sock}.lock`, this.pidfile(id), `${this.pidfile(id)}.tmp`, this.restoreDir(id)]);
+    // `.lock` is CH v53's; `.envd` and `.guest` are the simulator's (a VMM killed by signal leaves them).
+    await removeFiles([sock, `${sock}.envd`, `${sock}.lock`, `${sock}.guest`, this.pidfile(id), `${this.pidfile(id)}.tmp`, this.restoreDir(id)]);
   }
 
   /** vmm.shutdown (bounded), SIGKILL after the grace period, then wait until the pid is gone. */
-  private async stopProcess(id: string, entry: Tracked, opts: CallOpts): Promise<void> {
+  private async stopProcess(id: string, entry: Tracked, opts: CallOpts, graceful: boolean): Promise<void> {
     const { proc } = entry;
     if (!(await this.isAlive(id, proc)) && !proc.child) return;
     const grace = this.opts.shutdownGraceMs;
-    try {
-      await this.api(id, Math.min(grace, 3000)).action('vmm.shutdown', { signal: opts.signal });
-    } catch (err) {
-      if (err instanceof SandboxdError && err.code === 'cancelled') throw err;
-      this.log.debug({ sandboxId: id, err }, 'vmm.shutdown failed; killing');
+    if (graceful) {
+      try {
+        await this.api(id, Math.min(grace, 3000)).action('vmm.shutdown', { signal: opts.signal });
+      } catch (err) {
+        if (err instanceof SandboxdError && err.code === 'cancelled') throw err;
+        this.log.debug({ sandboxId: id, err }, 'vmm.shutdown failed; killing');
+      }
+      if (await settlesWithin(proc.exited, grace, opts.signal)) return;
     }
-    if (await settlesWithin(proc.exited, grace, opts.signal)) return;
     // Recheck identity right before the kill: the pid must still be our VMM.
     if (proc.child || (await this.isAlive(id, proc))) signalProcess(proc.pid, 'SIGKILL');
     if (!(await settlesWithin(proc.exited, 10_000, opts.signal))) {

@@ -27,7 +27,7 @@ export interface SpawnRequest {
   args: string[];
   /** stdout and stderr of the VMM are appended here (panics end up here, not in --log-file). */
   outputFile: string;
-  pidfile: string;
+  env?: Record<string, string>;
 }
 
 export function spawnDetached(req: SpawnRequest): VmmProcess {
@@ -35,7 +35,7 @@ export function spawnDetached(req: SpawnRequest): VmmProcess {
   const fd = openSync(req.outputFile, 'a', 0o600) as 3;
   const spawn = () =>
     // No cancelSignal or timeout: the VMM lives on after this call; its owner (destroy) ends it.
-    execa(req.file, req.args, { detached: true, cleanup: false, stdin: 'ignore', stdout: fd, stderr: fd, reject: false, buffer: false });
+    execa(req.file, req.args, { detached: true, cleanup: false, stdin: 'ignore', stdout: fd, stderr: fd, reject: false, buffer: false, env: req.env });
   let sub: ReturnType<typeof spawn>;
   try {
     sub = spawn();
