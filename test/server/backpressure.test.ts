@@ -70,8 +70,11 @@ test('a client that stops reading is closed with 1008 while another client keeps
   assert.equal(await slowClosed, 1008);
   assert.equal(fast.socket.readyState, WebSocket.OPEN);
   latencies.sort((x, y) => x - y);
+  // Bounds loose enough for a loaded 2-core CI box, tight enough to catch a server
+  // that waits on the slow peer (that costs the grace period or more per call).
+  const p50 = latencies[Math.floor(latencies.length * 0.5)] ?? Infinity;
   const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? Infinity;
-  assert.ok(p99 < 250, `fast client p99 ${p99.toFixed(1)} ms`);
+  assert.ok(p50 < 100 && p99 < 1000, `fast client p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
 });
 
 test('state notifications to a slow reader coalesce per sandbox and the latest one still arrives', async (t) => {

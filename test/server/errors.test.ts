@@ -46,6 +46,20 @@ test('each error kind reaches the client with its registry code, rpc number and 
   await rejectsWith(a.call('sandbox.create', { templateId: 'base' }), 'draining');
 });
 
+test('every code of the error registry maps to its own rpc number with data.code and step', async (t) => {
+  const h = await startHarness(t, new FakeSupervisor());
+  const a = await h.connect('a');
+  const { sandbox } = await a.call('sandbox.create', { templateId: 'base' });
+  const seen = new Set<number>();
+  for (const [code, { rpc }] of Object.entries(ErrorCodes)) {
+    const err = await rejectsWith(a.call('sandbox.exec', { id: sandbox.id, cmd: 'raise', args: [code] }), code, rpc);
+    assert.equal(err.message, `raised ${code}`);
+    assert.equal(err.data?.step, 'raise');
+    seen.add(err.code);
+  }
+  assert.equal(seen.size, Object.keys(ErrorCodes).length, 'no two codes share an rpc number');
+});
+
 test('a handler bug answers internal without leaking the message or stack', async (t) => {
   const h = await startHarness(t, new FakeSupervisor());
   const a = await h.connect('a');

@@ -1,7 +1,7 @@
 import type {
   AgentInfo, Caller, CreateParams, LifecycleEvent, SandboxStatus, SandboxView, StateChange, SupervisorApi, TemplateView,
 } from '../../../actors/api.ts';
-import { SandboxdError } from '../../../core/errors.ts';
+import { isErrorCode, SandboxdError } from '../../../core/errors.ts';
 import { newSandboxId } from '../../../core/ids.ts';
 import type { ExecRequest, ExecResult } from '../../../drivers/envd/envd.ts';
 
@@ -110,6 +110,7 @@ export class FakeSupervisor implements SupervisorApi {
     if (req.cmd === 'crash') throw new Error('a bug with a secret stack');
     if (req.cmd === 'fail') throw new SandboxdError('operation_failed', 'envd exec failed', { step: 'exec' });
     if (req.cmd === 'slow') throw new SandboxdError('timeout', 'exec ran out of time');
+    if (req.cmd === 'raise' && isErrorCode(req.args[0])) throw new SandboxdError(req.args[0], `raised ${req.args[0]}`, { step: 'raise' });
     const exitCode = req.cmd === 'exit' ? Number(req.args[0] ?? 0) : 0;
     return { exitCode, stdout: `${req.cmd} ${req.args.join(' ')}\n`, stderr: '' };
   }
