@@ -56,6 +56,7 @@ export function stateLine(n: StateNotice): string {
 export function shortStep(status: string, step: string): string {
   return step
     .split('+')
+    .filter((part) => part !== status)
     .map((part) => (part.startsWith(`${status}.`) ? part.slice(status.length + 1) : part))
     .join(' + ');
 }

@@ -24,7 +24,7 @@ export class ProgressDisplay {
   }
 
   update(n: StateNotice): void {
-    const text = `${n.sandboxId} ${n.status} ${shortStep(n.status, n.step)}`;
+    const text = `${n.sandboxId} ${n.status} ${shortStep(n.status, n.step)}`.trimEnd();
     if (text === this.current) return;
     this.current = text;
     if (this.tty) this.redraw();

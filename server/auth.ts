@@ -10,7 +10,7 @@ import { SUBPROTOCOL } from './protocol.ts';
  * compared digest-to-digest in constant time against every entry.
  */
 export interface TokenEntry {
-  /** Lowercase hex SHA-256 of the token. */
+  /** Hex SHA-256 of the token (e.g. `printf %s TOKEN | sha256sum`). */
   sha256: string;
   /** The team the token acts for; null = admin (sees every team). */
   teamId: string | null;
@@ -25,7 +25,7 @@ export class TokenTable {
 
   constructor(tokens: readonly TokenEntry[]) {
     this.entries = tokens.map((t, i) => {
-      if (!/^[0-9a-f]{64}$/.test(t.sha256)) throw new Error(`token entry ${i}: sha256 must be 64 lowercase hex digits`);
+      if (!/^[0-9a-fA-F]{64}$/.test(t.sha256)) throw new Error(`token entry ${i}: sha256 must be 64 hex digits`);
       if (t.teamId !== null && !isNameId(t.teamId)) throw new Error(`token entry ${i}: invalid team id`);
       return { digest: Buffer.from(t.sha256, 'hex'), caller: { teamId: t.teamId } };
     });

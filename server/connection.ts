@@ -2,12 +2,12 @@ import type { WebSocket, RawData } from 'ws';
 import type { Caller, LifecycleEvent, StateChange, SupervisorApi } from '../actors/api.ts';
 import { SandboxdError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import type { SubscriptionHub, Subscriber } from './hub.ts';
+import { stateFrame, type SubscriptionHub, type Subscriber } from './hub.ts';
 import { TokenBucket, type ServerLimits, type TeamOpLimiter } from './limits.ts';
 import { methods, type CallContext, type MethodSpec } from './methods.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { RpcCodes } from './protocol.ts';
-import { errorBody, errorLabel, invalidParams, notification, ProtocolError, replyError, replyOk, type RpcId } from './rpc.ts';
+import { errorBody, errorLabel, invalidParams, ProtocolError, replyError, replyOk, type RpcId } from './rpc.ts';
 import { isMethodName, issuesOf, notImplementedMethods, requestEnvelope, schemas, type MethodName } from './schemas.ts';
 
 export interface ConnectionDeps {
@@ -143,7 +143,7 @@ export class Connection implements Subscriber {
     this.send(replyError(id, body), 'reply');
   }
 
-  deliverState(change: StateChange): void {
+  deliverState(change: StateChange, frame: () => Buffer): void {
     if (this.closing) return;
     // Latest wins per sandbox while the peer is behind; order per sandbox is kept
     // because once anything is held, newer changes are held too.
@@ -154,10 +154,10 @@ export class Connection implements Subscriber {
       this.scheduleFlush();
       return;
     }
-    this.send(stateFrame(change), 'notification');
+    this.send(frame(), 'notification');
   }
 
-  deliverEvent(event: LifecycleEvent): void {
+  deliverEvent(event: LifecycleEvent, frame: () => Buffer): void {
     if (this.closing) return;
     // Events are never dropped; the sandbox's held state goes first so the peer sees them in order.
     const held = this.held.get(event.sandboxId);
@@ -165,8 +165,7 @@ export class Connection implements Subscriber {
       this.held.delete(event.sandboxId);
       this.send(stateFrame(held), 'notification');
     }
-    const { teamId: _team, ...params } = event;
-    this.send(notification('sandbox.event', params), 'notification');
+    this.send(frame(), 'notification');
   }
 
   private scheduleFlush(): void {
@@ -187,9 +186,9 @@ export class Connection implements Subscriber {
     if (this.held.size > 0) this.scheduleFlush();
   }
 
-  private send(frame: string, kind: 'reply' | 'notification'): void {
+  private send(frame: string | Buffer, kind: 'reply' | 'notification'): void {
     if (this.closing || this.ws.readyState !== this.ws.OPEN) return;
-    this.ws.send(frame);
+    this.ws.send(frame, { binary: false });
     this.deps.metrics.messagesOut.inc({ kind });
     const buffered = this.ws.bufferedAmount;
     if (buffered <= this.deps.limits.hardCapBytes) return;
@@ -248,11 +247,6 @@ export class Connection implements Subscriber {
 
 async function invoke(spec: MethodSpec<MethodName>, ctx: CallContext, params: unknown): Promise<unknown> {
   return spec.run(ctx, params as never);
-}
-
-function stateFrame(change: StateChange): string {
-  const { teamId: _team, ...params } = change;
-  return notification('sandbox.state', params);
 }
 
 /** The id of a malformed request, when it has a usable one (JSON-RPC: else null). */

@@ -1,4 +1,5 @@
 import type { LifecycleEvent, StateChange } from '../actors/api.ts';
+import { notification } from './rpc.ts';
 
 /**
  * Routes the supervisor's state changes and events to the connections that
@@ -10,8 +11,9 @@ import type { LifecycleEvent, StateChange } from '../actors/api.ts';
 export interface Subscriber {
   /** null = admin. */
   readonly teamId: string | null;
-  deliverState(change: StateChange): void;
-  deliverEvent(event: LifecycleEvent): void;
+  /** `frame` serialises the notification once for all receivers. */
+  deliverState(change: StateChange, frame: () => Buffer): void;
+  deliverEvent(event: LifecycleEvent, frame: () => Buffer): void;
 }
 
 interface Sub {
@@ -46,11 +48,13 @@ export class SubscriptionHub {
   }
 
   publishState(change: StateChange): void {
-    for (const s of this.receivers(change)) s.deliverState(change);
+    const frame = once(() => stateFrame(change));
+    for (const s of this.receivers(change)) s.deliverState(change, frame);
   }
 
   publishEvent(event: LifecycleEvent): void {
-    for (const s of this.receivers(event)) s.deliverEvent(event);
+    const frame = once(() => eventFrame(event));
+    for (const s of this.receivers(event)) s.deliverEvent(event, frame);
   }
 
   private receivers(n: { sandboxId: string; teamId: string }): Set<Subscriber> {
@@ -80,4 +84,20 @@ function bump(index: Map<Subscriber, number>, s: Subscriber, delta: number): boo
   }
   index.delete(s);
   return true;
+}
+
+/** The wire form of a state change; the team stays on the agent. */
+export function stateFrame(change: StateChange): Buffer {
+  const { teamId: _team, ...params } = change;
+  return Buffer.from(notification('sandbox.state', params));
+}
+
+export function eventFrame(event: LifecycleEvent): Buffer {
+  const { teamId: _team, ...params } = event;
+  return Buffer.from(notification('sandbox.event', params));
+}
+
+function once(make: () => Buffer): () => Buffer {
+  let value: Buffer | undefined;
+  return () => (value ??= make());
 }

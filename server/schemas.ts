@@ -106,6 +106,6 @@ export interface IssueView {
 export function issuesOf(err: z.ZodError): IssueView[] {
   return err.issues.slice(0, 20).map((i) => ({
     path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
-    message: i.message,
+    message: i.message.length > 200 ? `${i.message.slice(0, 200)}…` : i.message,
   }));
 }
