@@ -86,6 +86,55 @@ for (const version of ['47', '52', '53']) {
   });
 }
 
+/** Boots, pauses and snapshots a sandbox, then destroys it: the snapshot dir a lazy restore starts from. */
+async function snapshotOf(host: SimHost, driver: ChDriver, id: string): Promise<string> {
+  await driver.boot(host.spec(id), opts());
+  await driver.pause(id, opts());
+  const snap = join(host.root, `snap-${id}`);
+  mkdirSync(snap);
+  await driver.snapshot(id, snap, opts());
+  await driver.destroy(id, opts());
+  return snap;
+}
+
+test('v52: after a lazy restore, init then the memory loader run to done, and the next snapshot loses no page', async (t) => {
+  await withHost(t, async (host, violations) => {
+    const driver = host.driver({ env: { CHSIM_VERSION: '52', CHSIM_VIOLATIONS: violations } });
+    const snap = await snapshotOf(host, driver, 'sb-lazy-src');
+    const h = await driver.restore({ ...host.spec('sb-lazy'), snapshotDir: snap, lazyMemory: true }, opts());
+    assert.equal(h.lazyMemory, true);
+    await driver.resume('sb-lazy', opts());
+    await envd.waitHealthy(h.envdUrl, 10_000, opts());
+    await envd.init(h.envdUrl, {}, opts());
+    await envd.startMemoryLoader(h.envdUrl, opts());
+    const final = await envd.waitMemoryLoader(h.envdUrl, { ...opts(), pollMs: 20 });
+    assert.equal(final.state, 'done');
+    assert.ok(final.pages > 0);
+    await driver.pause('sb-lazy', opts());
+    const again = join(host.root, 'snap-again');
+    mkdirSync(again);
+    await driver.snapshot('sb-lazy', again, opts());
+    await driver.destroy('sb-lazy', opts());
+    assert.deepEqual(violationsOf(violations), [], 'no snapshot of half-loaded memory');
+    assertGone(host, [h.pid]);
+  }, ['sb-lazy-src', 'sb-lazy']);
+});
+
+test('v53: a snapshot right after a lazy restore waits out VmRestoring instead of failing', async (t) => {
+  await withHost(t, async (host, violations) => {
+    const driver = host.driver({ env: { CHSIM_VERSION: '53', CHSIM_VIOLATIONS: violations } });
+    const snap = await snapshotOf(host, driver, 'sb-v53-src');
+    const h = await driver.restore({ ...host.spec('sb-v53'), snapshotDir: snap, lazyMemory: true }, opts());
+    const again = join(host.root, 'snap-again');
+    mkdirSync(again);
+    await driver.snapshot('sb-v53', again, opts());
+    assert.deepEqual(readdirSync(again).sort(), ['config.json', 'memory-ranges', 'state.json']);
+    await driver.destroy('sb-v53', opts());
+    assert.deepEqual(violationsOf(violations), []);
+    assertGone(host, [h.pid]);
+  }, ['sb-v53-src', 'sb-v53']);
+});
+
 test('a VMM killed with SIGKILL is reported once by watchExit, and destroy afterwards still cleans up', async (t) => {
   await withHost(t, async (host) => {
     const driver = host.driver();

@@ -1,4 +1,4 @@
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { SandboxdError } from '../../../core/errors.ts';
@@ -9,9 +9,10 @@ import type { NetworkHandle } from '../../network/network.ts';
 import type { RestoreSpec, VmExit, VmHandle, VmmDriver, VmSpec, VmState } from '../vmm.ts';
 import { ChApiClient, ChApiError } from './api-client.ts';
 import { bootArgs, checkNetwork, checkPath, inNamespace, ONDEMAND_MIN_VERSION, parseMajorVersion, restoreArgs } from './args.ts';
+import { guestEnvdUrl, waitSimEnvdUrl } from './envd-address.ts';
 import { prepareRestoreSource } from './restore-source.ts';
 import {
-  isVmmProcess, pollExit, readPidfile, removeFiles, settlesWithin, signalProcess, spawnDetached, tail, writePidfile,
+  isVmmProcess, pollExit, readPidfile, removeFiles, settlesWithin, signalProcess, sleep, spawnDetached, tail, writePidfile,
   type VmmProcess,
 } from './vmm-process.ts';
 
@@ -41,9 +42,9 @@ export interface ChDriverOptions {
   log?: Logger;
 }
 
-export const ENVD_PORT = 49983;
 const DEFAULT_CMDLINE = 'console=ttyS0 reboot=k panic=1 root=/dev/vda rw';
 const POLL_MS = 20;
+const RESTORING_RETRY_MS = 100;
 
 interface Tracked {
   proc: VmmProcess;
@@ -211,24 +212,17 @@ export class ChDriver implements VmmDriver {
       if (Date.now() > deadline) {
         throw new SandboxdError('timeout', `VMM ${id} not ${want.join('/')} within ${this.opts.startTimeoutMs} ms (${last})`, { step: 'vmm.start' });
       }
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      await sleep(POLL_MS, opts.signal);
     }
   }
 
   private async envdUrl(id: string, network: NetworkHandle, opts: CallOpts, entry?: Tracked): Promise<string> {
-    if (this.opts.envdAddress === 'guest') return `http://${network.hostIp}:${ENVD_PORT}`;
-    const file = `${this.socketPath(id)}.envd`;
-    const deadline = Date.now() + this.opts.startTimeoutMs;
-    for (;;) {
-      const text = await readFile(file, 'utf8').catch(() => '');
-      const url = text.trim();
-      if (/^http:\/\/127\.0\.0\.1:\d{1,5}$/.test(url)) return url;
-      if (url !== '') throw new SandboxdError('operation_failed', `unexpected envd address in ${file}: ${JSON.stringify(url.slice(0, 80))}`);
-      if (opts.signal.aborted) throw new SandboxdError('cancelled', `wait for ${file} cancelled`);
-      if (entry && !(await this.isAlive(id, entry.proc))) throw new SandboxdError('operation_failed', `VMM ${id} exited before its envd came up`);
-      if (Date.now() > deadline) throw new SandboxdError('timeout', `no envd address in ${file} within ${this.opts.startTimeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
+    if (this.opts.envdAddress === 'guest') return guestEnvdUrl(network);
+    return waitSimEnvdUrl(`${this.socketPath(id)}.envd`, {
+      timeoutMs: this.opts.startTimeoutMs,
+      signal: opts.signal,
+      alive: () => (entry ? this.isAlive(id, entry.proc) : Promise.resolve(true)),
+    });
   }
 
   async info(sandboxId: string, opts: CallOpts): Promise<{ state: VmState }> {
@@ -260,8 +254,18 @@ export class ChDriver implements VmmDriver {
     checkPath('snapshot destination', destDir);
     const st = await stat(destDir).catch(() => null);
     if (!st?.isDirectory()) throw new SandboxdError('invalid_argument', `snapshot destination ${destDir} is not an existing directory`);
-    // Writing a full RAM image takes time: bound by the caller's signal, with a generous own limit.
-    await this.api(sandboxId).snapshot(destDir, { signal: opts.signal, timeoutMs: 10 * 60_000 });
+    const api = this.api(sandboxId);
+    for (;;) {
+      try {
+        // Writing a full RAM image takes time: bound by the caller's signal, with a generous own limit.
+        await api.snapshot(destDir, { signal: opts.signal, timeoutMs: 10 * 60_000 });
+        return;
+      } catch (err) {
+        // v53 refuses until its background prefault of an on-demand restore is done; it has no event for that (§2.3).
+        if (!(err instanceof ChApiError) || err.kind !== 'restoring') throw err;
+        await sleep(RESTORING_RETRY_MS, opts.signal);
+      }
+    }
   }
 
   async setBalloon(sandboxId: string, bytes: number, opts: CallOpts): Promise<void> {

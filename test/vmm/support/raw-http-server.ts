@@ -31,9 +31,10 @@ export interface RawServer {
 
 const REASONS: Record<number, string> = { 200: 'OK', 204: 'No Content', 400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 429: 'Too Many Requests', 500: 'Internal Server Error' };
 
-export async function startRawServer(handler: (req: RawRequest) => CannedResponse): Promise<RawServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'sandboxd-test-'));
-  const socketPath = join(dir, 'api.sock');
+/** Listens on `at` when given (the caller owns its dir), else in a fresh temp dir. */
+export async function startRawServer(handler: (req: RawRequest) => CannedResponse, at?: string): Promise<RawServer> {
+  const dir = at === undefined ? mkdtempSync(join(tmpdir(), 'sandboxd-test-')) : undefined;
+  const socketPath = at ?? join(dir as string, 'api.sock');
   const requests: RawRequest[] = [];
   const sockets = new Set<Socket>();
   const server: Server = createServer((sock) => {
@@ -81,7 +82,7 @@ export async function startRawServer(handler: (req: RawRequest) => CannedRespons
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      rmSync(dir, { recursive: true, force: true });
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
