@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SandboxdError } from '../../core/errors.ts';
 
 /**
  * The agent's own metadata beside a VMM snapshot (snapshot.json), versioned and
@@ -26,3 +27,31 @@ export const SnapshotMetaSchema = z.strictObject({
 export type SnapshotMeta = z.infer<typeof SnapshotMetaSchema>;
 
 export const SNAPSHOT_META_FILE = 'snapshot.json';
+
+/** snapshot.json is a few hundred bytes; anything far larger is not ours. */
+export const SNAPSHOT_META_MAX_BYTES = 64 * 1024;
+
+/**
+ * Parses the text of a snapshot.json. A truncated, foreign or newer file is
+ * refused with operation_failed naming `source` and what is wrong, so a
+ * resume fails with a reason instead of restoring from a guess.
+ */
+export function parseSnapshotMeta(text: string, source: string): SnapshotMeta {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    const what = text.trim() === '' ? 'empty' : 'not complete JSON (truncated or foreign)';
+    throw new SandboxdError('operation_failed', `${source} is ${what}`);
+  }
+  const version = (raw as { version?: unknown } | null)?.version;
+  if (typeof version === 'number' && version !== 1) {
+    throw new SandboxdError('operation_failed', `${source} has unsupported version ${version} (this agent reads version 1)`);
+  }
+  const parsed = SnapshotMetaSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new SandboxdError('operation_failed', `${source} is not a sandboxd snapshot metadata file: ${issues}`);
+  }
+  return parsed.data;
+}
