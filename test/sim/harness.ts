@@ -77,10 +77,20 @@ export async function spawnSim(t: TestContext, opts: SpawnOpts = {}): Promise<Si
     done = true;
   });
   t.after(async () => {
-    if (!done) proc.kill('SIGKILL');
+    // SIGTERM lets the simulator kill its guest processes; SIGKILL only if it does not exit
+    if (!done) proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 3000);
     await proc;
+    clearTimeout(timer);
   });
-  if (!opts.noWait) await waitFor('the API socket', () => existsSync(socket) || done, 10_000);
+  // the socket file appears at bind(), a moment before listen(): wait until a ping answers
+  if (!opts.noWait) {
+    await eventually('the API socket', async () => {
+      if (done) return true;
+      if (!existsSync(socket)) return false;
+      return httpRequest({ socketPath: socket }, 'GET', '/api/v1/vmm.ping').then(() => true, () => false);
+    }, 10_000);
+  }
   if (done && !opts.noWait) throw new Error(`chsim exited early: ${(await proc).all}`);
   return {
     dir,
@@ -132,11 +142,35 @@ export function httpRequest(
   });
 }
 
-export const api = (sim: Sim, method: string, endpoint: string, body?: unknown, headers?: Record<string, string | number>): Promise<Reply> =>
+export const api = (sim: Pick<Sim, 'socket'>, method: string, endpoint: string, body?: unknown, headers?: Record<string, string | number>): Promise<Reply> =>
   httpRequest({ socketPath: sim.socket }, method, `/api/v1/${endpoint}`, body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body), headers);
 
 export const envd = (sim: Sim, method: string, path: string, body?: string | Buffer, headers?: Record<string, string | number>, timeoutMs?: number): Promise<Reply> =>
   httpRequest({ url: sim.envdUrl() }, method, path, body, headers, timeoutMs);
+
+/** Opens a streaming call; `attached` resolves on the first response bytes (the start event). */
+export function openStream(sim: Sim, method: string, message: unknown): { attached: Promise<void>; body: Promise<Buffer> } {
+  let attach: () => void = () => undefined;
+  const attached = new Promise<void>((r) => (attach = r));
+  const body = new Promise<Buffer>((resolveBody, reject) => {
+    const u = new URL(sim.envdUrl());
+    const req = request(
+      { host: u.hostname, port: Number(u.port), method: 'POST', path: `/process.Process/${method}`, agent: false, headers: { 'Content-Type': 'application/connect+json' } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => {
+          chunks.push(c);
+          attach();
+        });
+        res.on('end', () => resolveBody(Buffer.concat(chunks)));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(frame(0, Buffer.from(JSON.stringify(message))));
+  });
+  return { attached, body };
+}
 
 export function frame(flags: number, payload: Buffer): Buffer {
   const h = Buffer.alloc(5);

@@ -299,11 +299,12 @@ export class SimVmm {
     const started = Date.now();
     const step = (next: number): void => {
       const vm = this.vm;
-      if (!vm || vm.memory.pendingPages === 0) {
-        if (vm) this.opts.log.log('info', `UFFD handler: prefault done in ${Date.now() - started}ms`);
+      if (!vm) return;
+      const after = vm.memory.faultRange(next, 8192);
+      if (vm.memory.pendingPages === 0) {
+        this.opts.log.log('info', `UFFD handler: prefault done in ${Date.now() - started}ms`);
         return;
       }
-      const after = vm.memory.faultRange(next, 8192);
       this.prefaultTimer = setTimeout(step, 0, after >= vm.memory.pageCount ? 0 : after);
     };
     this.prefaultTimer = setTimeout(step, this.opts.prefaultStartMs, 0);

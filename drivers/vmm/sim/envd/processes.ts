@@ -1,5 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { delimiter, join, resolve } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { ConnectError, type ProcessConfig, type ProcessEvent, type ProcessInfo, type Selector } from './messages.ts';
 
@@ -17,6 +17,29 @@ let execaModule: Promise<typeof import('execa')> | undefined;
 export function loadExeca(): Promise<typeof import('execa')> {
   execaModule ??= import('execa');
   return execaModule;
+}
+
+// util-linux's setpriv sets PR_SET_PDEATHSIG before exec, so a guest process dies
+// with the simulator even when the simulator is SIGKILLed (its own children are
+// not covered: a clean exit kills whole process groups instead).
+const SETPRIV = existsSync('/usr/bin/setpriv') ? '/usr/bin/setpriv' : undefined;
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Finds the binary the way execvp would, so a missing one is refused before spawning. */
+function resolveCommand(cmd: string, cwd: string, pathVar: string): string | undefined {
+  if (cmd.includes('/')) {
+    const full = resolve(cwd, cmd);
+    return isExecutable(full) ? full : undefined;
+  }
+  return pathVar.split(delimiter).filter(Boolean).map((dir) => join(dir, cmd)).find(isExecutable);
 }
 
 export interface GuestEnv {
@@ -67,8 +90,18 @@ export class ProcessTable {
     if (requested !== undefined && requested === guest.workdir) mkdirSync(cwd, { recursive: true });
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, USER: guest.user, ...guest.env, ...config.envs };
     if (opts.pty) env.TERM ??= 'xterm-256color';
+    let cwdOk = false;
+    try {
+      cwdOk = statSync(cwd).isDirectory();
+    } catch {
+      cwdOk = false;
+    }
+    if (!cwdOk) throw new ConnectError('invalid_argument', `invalid cwd ${requested ?? cwd}: no such directory`);
+    const binary = resolveCommand(config.cmd, cwd, env.PATH ?? '');
+    if (!binary) throw new ConnectError('invalid_argument', `failed to start ${config.cmd}: executable not found`);
+    const [file, argv] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', binary, ...config.args]] : [binary, config.args];
     const { execa } = await loadExeca();
-    const child = execa(config.cmd, config.args, {
+    const child = execa(file, argv, {
       cwd,
       env,
       extendEnv: false,
