@@ -69,27 +69,14 @@ export class Connection implements Subscriber {
   onFrame(data: RawData, isBinary: boolean): void {
     if (this.closing) return;
     this.deps.metrics.messagesIn.inc();
+    // Every frame costs a token, garbage included, so junk cannot buy unlimited replies.
+    const allowed = this.bucket.take();
     let id: RpcId = null;
     let method = '(none)';
     try {
-      if (isBinary) throw new ProtocolError(RpcCodes.invalidRequest, 'binary frames are not accepted; send JSON text');
-      let msg: unknown;
-      try {
-        msg = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8'));
-      } catch {
-        throw new ProtocolError(RpcCodes.parseError, 'parse error: not valid JSON');
-      }
-      if (Array.isArray(msg)) throw new ProtocolError(RpcCodes.invalidRequest, 'batches are not supported; send one request per frame');
-      const env = requestEnvelope.safeParse(msg);
-      if (!env.success) {
-        id = salvageId(msg);
-        throw new ProtocolError(RpcCodes.invalidRequest, 'invalid request: expected {jsonrpc:"2.0", id, method, params?}', {
-          issues: issuesOf(env.error),
-        });
-      }
-      id = env.data.id;
-      method = env.data.method;
-      if (!this.bucket.take()) throw new SandboxdError('rate_limited', 'too many requests on this connection; slow down');
+      const request = decode(data, isBinary, (salvaged) => (id = salvaged));
+      if (!allowed) throw new SandboxdError('rate_limited', 'too many requests on this connection; slow down');
+      method = request.method;
       if (this.inFlight >= this.deps.limits.maxInFlight) {
         throw new SandboxdError('rate_limited', `at most ${this.deps.limits.maxInFlight} requests in flight per connection`);
       }
@@ -99,11 +86,12 @@ export class Connection implements Subscriber {
         }
         throw new ProtocolError(RpcCodes.methodNotFound, `method not found: ${method.slice(0, 64)}`);
       }
-      const parsed = schemas[method].safeParse(env.data.params ?? {});
+      const parsed = schemas[method].safeParse(request.params ?? {});
       if (!parsed.success) throw invalidParams(issuesOf(parsed.error));
       this.start(id, method, parsed.data);
     } catch (err) {
-      this.sendError(id, method, err, 0);
+      const refused = allowed ? err : new SandboxdError('rate_limited', 'too many requests on this connection; slow down');
+      this.sendError(id, method, refused, 0);
     }
   }
 
@@ -247,6 +235,27 @@ export class Connection implements Subscriber {
 
 async function invoke(spec: MethodSpec<MethodName>, ctx: CallContext, params: unknown): Promise<unknown> {
   return spec.run(ctx, params as never);
+}
+
+/** Parses one frame into a request envelope; reports the id as soon as it is known (for the error reply). */
+function decode(data: RawData, isBinary: boolean, setId: (id: RpcId) => void): { method: string; params?: unknown } {
+  if (isBinary) throw new ProtocolError(RpcCodes.invalidRequest, 'binary frames are not accepted; send JSON text');
+  let msg: unknown;
+  try {
+    msg = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8'));
+  } catch {
+    throw new ProtocolError(RpcCodes.parseError, 'parse error: not valid JSON');
+  }
+  if (Array.isArray(msg)) throw new ProtocolError(RpcCodes.invalidRequest, 'batches are not supported; send one request per frame');
+  const env = requestEnvelope.safeParse(msg);
+  if (!env.success) {
+    setId(salvageId(msg));
+    throw new ProtocolError(RpcCodes.invalidRequest, 'invalid request: expected {jsonrpc:"2.0", id, method, params?}', {
+      issues: issuesOf(env.error),
+    });
+  }
+  setId(env.data.id);
+  return env.data;
 }
 
 /** The id of a malformed request, when it has a usable one (JSON-RPC: else null). */

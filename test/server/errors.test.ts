@@ -145,6 +145,15 @@ test('requests past the rate limit are answered rate_limited and not run', async
   assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected']);
   for (const r of results.slice(3)) assert.equal(((r as PromiseRejectedResult).reason as RpcError).kind, 'rate_limited');
   assert.equal(calls.filter((c) => c === 'list').length, 3);
+
+  // Garbage pays too: a flood of junk cannot buy unlimited error replies.
+  const peer = await rawPeer(t, h, 'b');
+  const codes: unknown[] = [];
+  for (let i = 0; i < 4; i++) {
+    const r = await peer.roundTrip('not json');
+    codes.push(r.error?.code === -32700 ? 'parse' : r.error?.data?.code);
+  }
+  assert.deepEqual(codes, ['parse', 'parse', 'parse', 'rate_limited']);
 });
 
 test('a request past the in-flight cap is answered rate_limited and not run', async (t) => {
