@@ -8,7 +8,7 @@ import { ProgressDisplay } from './progress.ts';
 
 /** What a command gets: a lazily opened client and where to write. */
 export interface RunContext {
-  client(opts?: { reconnect?: boolean }): Promise<SandboxdClient>;
+  client(opts?: { reconnect?: boolean; onClose?: (err: Error | null) => void }): Promise<SandboxdClient>;
   json: boolean;
   out: NodeJS.WritableStream;
   err: NodeJS.WritableStream;
@@ -171,18 +171,23 @@ export const commands: Record<string, CommandSpec> = {
     optionHelp: [],
     async run(ctx, _v, pos) {
       const sandboxId = pos.length === 0 ? undefined : one(pos, 'sandbox id');
-      const client = await ctx.client({ reconnect: true });
+      let lost!: (err: Error | null) => void;
+      const gone = new Promise<Error | null>((r) => (lost = r));
+      const client = await ctx.client({ reconnect: true, onClose: (err) => lost(err) });
       await client.subscribe(sandboxId, (n) => {
         if (ctx.json) ctx.out.write(JSON.stringify(n) + '\n');
         else if (n.method === 'sandbox.state') ctx.out.write(fmt.stateLine(n.params) + '\n');
         else ctx.out.write(`event  ${n.params.sandboxId}  ${n.params.type}${n.params.reason === undefined ? '' : `: ${n.params.reason}`}\n`);
       });
       if (!ctx.json) ctx.err.write(`watching ${sandboxId ?? 'all sandboxes'}; Ctrl-C to stop\n`);
-      return new Promise<number>((resolve) => {
-        const stop = () => void client.close().then(() => resolve(0));
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+      const interrupted = new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
       });
+      // Ctrl-C ends the watch (exit 0); losing the agent for good is a connection error.
+      const err = await Promise.race([interrupted.then(() => null), gone]);
+      if (err !== null) throw err;
+      return 0;
     },
   },
   info: {

@@ -84,7 +84,11 @@ export async function main(argv: string[]): Promise<number> {
       async client(opts = {}) {
         const token = tokenFile !== undefined ? readFileSync(tokenFile, 'utf8').trim() : process.env.SANDBOXD_TOKEN;
         if (token === undefined || token === '') throw new UsageError('no token: set SANDBOXD_TOKEN or pass --token-file');
-        client ??= await SandboxdClient.connect(url, { token, reconnect: opts.reconnect === true ? {} : false });
+        client ??= await SandboxdClient.connect(url, {
+          token,
+          reconnect: opts.reconnect === true ? { maxDelayMs: 5000 } : false,
+          ...(opts.onClose === undefined ? {} : { onClose: opts.onClose }),
+        });
         return client;
       },
     };
