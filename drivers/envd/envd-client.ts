@@ -2,8 +2,12 @@ import { z } from 'zod';
 import { SandboxdError } from '../../core/errors.ts';
 import type { CallOpts } from '../call.ts';
 import { errorFromResponse } from './connect-json.ts';
-import type { EnvdDriver, EnvdInit, ExecRequest, ExecResult, GuestUsage, MemoryLoaderStatus } from './envd.ts';
+import type {
+  EnvdDriver, EnvdInit, EnvdStreams, ExecRequest, ExecResult, GuestProcess, GuestUsage, MemoryLoaderStatus, ProcessSelector, ProcessStream,
+  ProcessStartRequest, PtySize, PtyStartRequest,
+} from './envd.ts';
 import { open, readBody, type HttpResponse } from './http.ts';
+import { processCalls } from './process-client.ts';
 import { startProcessStream, type ProcessEvent } from './process-stream.ts';
 
 /**
@@ -34,7 +38,7 @@ export interface EnvdClientOptions {
   maxExecOutputBytes?: number;
 }
 
-export class EnvdClient implements EnvdDriver {
+export class EnvdClient implements EnvdDriver, EnvdStreams {
   private readonly callTimeoutMs: number;
   private readonly healthPollMs: number;
   private readonly maxExecOutputBytes: number;
@@ -141,6 +145,38 @@ export class EnvdClient implements EnvdDriver {
     }
     if (!end) throw new SandboxdError('operation_failed', `envd: process stream of ${req.cmd} ended without an end event`);
     return { exitCode: end.exitCode, stdout: out.text(), stderr: err.text() };
+  }
+
+  // Streaming calls: see process-client.ts.
+  execStream(url: string, req: ExecRequest, opts: CallOpts): Promise<ProcessStream> {
+    return processCalls.execStream(url, req, opts);
+  }
+  ptyStart(url: string, req: PtyStartRequest, opts: CallOpts): Promise<ProcessStream> {
+    return processCalls.ptyStart(url, req, opts);
+  }
+  ptyAttach(url: string, process: ProcessSelector, opts: CallOpts): Promise<ProcessStream> {
+    return processCalls.ptyAttach(url, process, opts);
+  }
+  ptyInput(url: string, process: ProcessSelector, data: Buffer, opts: CallOpts): Promise<void> {
+    return processCalls.ptyInput(url, process, data, opts);
+  }
+  ptyResize(url: string, process: ProcessSelector, size: PtySize, opts: CallOpts): Promise<void> {
+    return processCalls.ptyResize(url, process, size, opts);
+  }
+  ptyKill(url: string, process: ProcessSelector, opts: CallOpts): Promise<void> {
+    return processCalls.ptyKill(url, process, opts);
+  }
+  processStart(url: string, req: ProcessStartRequest, opts: CallOpts): Promise<{ pid: number }> {
+    return processCalls.processStart(url, req, opts);
+  }
+  processConnect(url: string, process: ProcessSelector, opts: CallOpts): Promise<ProcessStream> {
+    return processCalls.processConnect(url, process, opts);
+  }
+  processList(url: string, opts: CallOpts): Promise<GuestProcess[]> {
+    return processCalls.processList(url, opts);
+  }
+  processKill(url: string, process: ProcessSelector, signal: 'SIGTERM' | 'SIGKILL', opts: CallOpts): Promise<void> {
+    return processCalls.processKill(url, process, signal, opts);
   }
 
   private async call(method: 'GET' | 'POST', url: string, path: string, body: unknown, opts: CallOpts, timeoutMs = this.callTimeoutMs): Promise<HttpResponse> {

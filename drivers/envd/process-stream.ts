@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { SandboxdError } from '../../core/errors.ts';
 import type { CallOpts } from '../call.ts';
+import type { ProcessEvent, ProcessSelector, ProcessStream } from './envd.ts';
 import { ConnectError, encodeEnvelope, endStreamError, EnvelopeDecoder, errorFromResponse, FLAG_END_STREAM, messageOf } from './connect-json.ts';
 import { open, readBody, toSandboxdError, type HttpResponse } from './http.ts';
 
@@ -9,17 +10,7 @@ import { open, readBody, toSandboxdError, type HttpResponse } from './http.ts';
  * events plus a cancel. Dropping a stream does not kill the guest process (envd.md §3).
  */
 
-export type ProcessEvent =
-  | { type: 'start'; pid: number }
-  | { type: 'stdout' | 'stderr' | 'pty'; data: Buffer }
-  | { type: 'end'; exitCode: number; exited: boolean; status: string; error: string | null }
-  | { type: 'keepalive' };
-
-export interface ProcessStream {
-  events: AsyncIterable<ProcessEvent>;
-  /** Closes the stream (the process keeps running in the guest). Idempotent. */
-  cancel(): void;
-}
+export type { ProcessEvent, ProcessSelector, ProcessStream } from './envd.ts';
 
 export interface StartSpec {
   cmd: string;
@@ -33,8 +24,6 @@ export interface StartSpec {
   /** Keep stdin open (PTYs, interactive processes). */
   stdin?: boolean | undefined;
 }
-
-export type ProcessSelector = { pid: number } | { tag: string };
 
 const b64 = z.string().transform((s) => Buffer.from(s, 'base64'));
 const EventSchema = z.looseObject({
