@@ -108,17 +108,20 @@ export class Connection implements Subscriber {
       this.inFlight--;
       release?.();
     };
-    invoke(spec, this.ctx, params).then(
-      (result) => {
-        done();
-        this.deps.metrics.operationSeconds.observe({ operation: method, outcome: 'ok' }, (performance.now() - started) / 1000);
-        this.send(replyOk(id, result), 'reply');
-      },
-      (err: unknown) => {
+    void (async () => {
+      let reply: string;
+      try {
+        // Serialising inside the try: a result that cannot be sent is an internal error, not a crash.
+        reply = replyOk(id, await spec.run(this.ctx, params as never));
+      } catch (err) {
         done();
         this.sendError(id, method, err, started);
-      },
-    );
+        return;
+      }
+      done();
+      this.deps.metrics.operationSeconds.observe({ operation: method, outcome: 'ok' }, (performance.now() - started) / 1000);
+      this.send(reply, 'reply');
+    })();
   }
 
   private sendError(id: RpcId, method: string, err: unknown, started: number): void {
@@ -231,10 +234,6 @@ export class Connection implements Subscriber {
     if (this.flushTimer !== null) clearTimeout(this.flushTimer);
     this.flushTimer = null;
   }
-}
-
-async function invoke(spec: MethodSpec<MethodName>, ctx: CallContext, params: unknown): Promise<unknown> {
-  return spec.run(ctx, params as never);
 }
 
 /** Parses one frame into a request envelope; reports the id as soon as it is known (for the error reply). */

@@ -47,6 +47,10 @@ export class SubscriptionHub {
     return true;
   }
 
+  get size(): number {
+    return this.subs.size;
+  }
+
   publishState(change: StateChange): void {
     const frame = once(() => stateFrame(change));
     for (const s of this.receivers(change)) s.deliverState(change, frame);

@@ -32,6 +32,7 @@ export interface SandboxdServer {
   /** Closes every connection with 1001 and stops listening; requests in flight keep running in the supervisor. */
   close(): Promise<void>;
   connectionCount(): number;
+  subscriptionCount(): number;
 }
 
 const WS_PATH = '/v1';
@@ -127,6 +128,7 @@ export function createServer(opts: ServerOptions): SandboxdServer {
     metrics,
     limits,
     connectionCount: () => connections.size,
+    subscriptionCount: () => hub.size,
     listen(port, host = '127.0.0.1') {
       return new Promise((resolve, reject) => {
         http.once('error', reject);

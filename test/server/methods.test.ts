@@ -144,3 +144,18 @@ test('closing the connection does not cancel a long operation', async (t) => {
   assert.equal((await paused).status, 'paused');
   assert.equal(calls.filter((c) => c === 'pause').length, 1);
 });
+
+test('a closed connection leaves no subscription behind, and the per-connection cap holds', async (t) => {
+  const h = await startHarness(t, new FakeSupervisor(), { limits: { maxSubscriptions: 3 } });
+  const a = await h.connect('a');
+  const { sandbox } = await a.call('sandbox.create', { templateId: 'base' });
+  for (let i = 0; i < 3; i++) await a.call('events.subscribe', i === 0 ? {} : { sandboxId: sandbox.id });
+  await assert.rejects(a.call('events.subscribe', {}), (e: RpcError) => e.kind === 'rate_limited');
+  assert.equal(h.server.subscriptionCount(), 3);
+  await a.close();
+  const deadline = Date.now() + 5000;
+  while (h.server.subscriptionCount() > 0) {
+    assert.ok(Date.now() < deadline, 'subscriptions outlived their connection');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+});
