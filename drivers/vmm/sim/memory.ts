@@ -1,4 +1,4 @@
-import { closeSync, readSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { PAGE_SIZE } from './vm-config.ts';
 
 // Guest RAM as a sparse page map: only pages the guest touched exist (like a memfd
@@ -29,8 +29,38 @@ function fileOffsetOf(ranges: readonly MemoryRange[], gpa: number): number | und
   return undefined;
 }
 
+/**
+ * Opens `path` with O_DIRECT for bulk reads: reading the holes of a sparse file
+ * through the page cache costs ~1 s per 512 MiB (the kernel fills cache pages with
+ * zeros), O_DIRECT ~0.07 s. Filesystems without O_DIRECT (tmpfs) get undefined.
+ */
+export function openDirect(path: string): number | undefined {
+  try {
+    return openSync(path, constants.O_RDONLY | constants.O_DIRECT);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A 4 MiB buffer: large enough that V8 maps it page-aligned, as O_DIRECT needs. */
+function chunkBuffer(): Buffer {
+  return Buffer.alloc(CHUNK);
+}
+
+function readFull(fd: number, directFd: number | undefined, buf: Buffer, len: number, position: number): number {
+  if (directFd !== undefined) {
+    try {
+      return readSync(directFd, buf, 0, len, position);
+    } catch {
+      // an unaligned buffer or offset: fall back to the page cache
+    }
+  }
+  return readSync(fd, buf, 0, len, position);
+}
+
 interface LazySource {
   fd: number;
+  directFd: number | undefined;
   ranges: MemoryRange[];
   unloaded: Uint8Array;
   pending: number;
@@ -48,14 +78,14 @@ export class GuestMemory {
   }
 
   /** Copy restore: reads the populated pages of memory-ranges now (zero pages stay holes). */
-  static copyFrom(size: number, fd: number, ranges: MemoryRange[]): GuestMemory {
+  static copyFrom(size: number, fd: number, ranges: MemoryRange[], directFd?: number): GuestMemory {
     const mem = new GuestMemory(size);
-    const chunk = Buffer.alloc(CHUNK);
+    const chunk = chunkBuffer();
     let fileOffset = 0;
     for (const r of ranges) {
       for (let done = 0; done < r.length; done += CHUNK) {
         const len = Math.min(CHUNK, r.length - done);
-        const got = readSync(fd, chunk, 0, len, fileOffset + done);
+        const got = readFull(fd, directFd, chunk, len, fileOffset + done);
         if (got < len) throw new Error('failed to fill whole buffer');
         for (let off = 0; off < len; off += PAGE_SIZE) {
           const page = chunk.subarray(off, off + PAGE_SIZE);
@@ -68,7 +98,7 @@ export class GuestMemory {
   }
 
   /** On-demand restore: every page is served from `fd` on first touch; the fd stays open until all are. */
-  static onDemand(size: number, fd: number, ranges: MemoryRange[]): GuestMemory {
+  static onDemand(size: number, fd: number, ranges: MemoryRange[], directFd?: number): GuestMemory {
     const mem = new GuestMemory(size);
     const unloaded = new Uint8Array(mem.pageCount);
     let pending = 0;
@@ -78,7 +108,7 @@ export class GuestMemory {
         pending++;
       }
     }
-    mem.lazy = { fd, ranges, unloaded, pending };
+    mem.lazy = { fd, directFd, ranges, unloaded, pending };
     if (pending === 0) mem.finishLazy();
     return mem;
   }
@@ -91,6 +121,7 @@ export class GuestMemory {
   private finishLazy(): void {
     if (!this.lazy) return;
     closeSync(this.lazy.fd);
+    if (this.lazy.directFd !== undefined) closeSync(this.lazy.directFd);
     this.lazy = undefined;
   }
 
@@ -109,10 +140,36 @@ export class GuestMemory {
     if (lazy.pending === 0) this.finishLazy();
   }
 
-  /** Faults in up to `count` pending pages starting at `fromPage`; returns the next page to look at. */
+  /** Faults in up to `count` pending pages starting at `fromPage`, a chunk at a time; returns the next page. */
   faultRange(fromPage: number, count: number): number {
     const end = Math.min(this.pageCount, fromPage + count);
-    for (let p = fromPage; p < end && this.lazy; p++) this.fault(p);
+    const perChunk = CHUNK / PAGE_SIZE;
+    let chunk: Buffer | undefined;
+    for (let p = fromPage; p < end && this.lazy; ) {
+      const lazy = this.lazy;
+      const stop = Math.min(end, p + perChunk);
+      const first = fileOffsetOf(lazy.ranges, p * PAGE_SIZE);
+      const last = fileOffsetOf(lazy.ranges, (stop - 1) * PAGE_SIZE);
+      const contiguous = first !== undefined && last === first + (stop - 1 - p) * PAGE_SIZE;
+      if (!contiguous) {
+        this.fault(p);
+        p++;
+        continue;
+      }
+      chunk ??= chunkBuffer();
+      const len = (stop - p) * PAGE_SIZE;
+      const got = readFull(lazy.fd, lazy.directFd, chunk, len, first);
+      if (got < len) throw new Error('failed to fill whole buffer');
+      for (let q = p; q < stop && this.lazy; q++) {
+        if (lazy.unloaded[q] !== 1) continue;
+        const page = chunk.subarray((q - p) * PAGE_SIZE, (q - p + 1) * PAGE_SIZE);
+        if (!isZero(page)) this.pages.set(q, Buffer.from(page));
+        lazy.unloaded[q] = 0;
+        lazy.pending--;
+        if (lazy.pending === 0) this.finishLazy();
+      }
+      p = stop;
+    }
     return end;
   }
 

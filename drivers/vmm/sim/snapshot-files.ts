@@ -102,6 +102,7 @@ export interface OpenedSnapshot {
   ranges: MemoryRange[];
   /** Open read-only; the caller owns it (GuestMemory closes it). */
   memoryFd: number;
+  memoryPath: string;
 }
 
 function readJson(path: string): unknown {
@@ -171,5 +172,5 @@ export function openSnapshot(sourceUrl: string): OpenedSnapshot {
     closeSync(fd);
     throw new SnapshotError(`Error reading ${memPath}: failed to fill whole buffer (${size} of ${total} bytes)`);
   }
-  return { config, ranges, memoryFd: fd };
+  return { config, ranges, memoryFd: fd, memoryPath: memPath };
 }

@@ -2,7 +2,7 @@ import { closeSync, statSync } from 'node:fs';
 import { apiFailure, ApiError } from './api-error.ts';
 import type { RestoreRequest } from './cli.ts';
 import { writeBootImage } from './guest-state.ts';
-import { GuestMemory } from './memory.ts';
+import { GuestMemory, openDirect } from './memory.ts';
 import type { SimLog, ViolationLog } from './sim-log.ts';
 import { openSnapshot, SnapshotError, writeSnapshot } from './snapshot-files.ts';
 import { assignDeviceIds, PAGE_SIZE, validateVmConfig, type VmConfig } from './vm-config.ts';
@@ -275,16 +275,21 @@ export class SimVmm {
       if (err instanceof SnapshotError) throw apiFailure('Internal', action, 'Error restoring VM', err.message);
       throw err;
     }
-    const { config, ranges, memoryFd } = snapshot;
+    const { config, ranges, memoryFd, memoryPath } = snapshot;
+    const directFd = openDirect(memoryPath);
     let memory: GuestMemory;
     try {
       memory = onDemand
-        ? GuestMemory.onDemand(config.memory.size, memoryFd, ranges)
-        : GuestMemory.copyFrom(config.memory.size, memoryFd, ranges);
+        ? GuestMemory.onDemand(config.memory.size, memoryFd, ranges, directFd)
+        : GuestMemory.copyFrom(config.memory.size, memoryFd, ranges, directFd);
     } catch (err) {
+      closeQuietly(memoryFd);
+      if (directFd !== undefined) closeQuietly(directFd);
       throw apiFailure('Internal', action, 'Error restoring VM', (err as Error).message);
-    } finally {
-      if (!onDemand) closeQuietly(memoryFd);
+    }
+    if (!onDemand) {
+      closeQuietly(memoryFd);
+      if (directFd !== undefined) closeQuietly(directFd);
     }
     this.config = config;
     this.vm = { state: 'Paused', memory, onDemand, counters: this.freshCounters(config) };
