@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -89,4 +89,21 @@ test('setBalloon sends vm.resize with desired_balloon and refuses a negative siz
       assert.equal(requests.length, 1);
     },
   );
+});
+
+test('a pidfile naming a recycled pid (not our VMM) is never signalled: find says none, destroy only removes files', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'sandboxd-test-'));
+  try {
+    const runDir = join(root, 'run');
+    mkdirSync(runDir);
+    // This test process stands in for an unrelated process that got the VMM's old pid.
+    writeFileSync(join(runDir, 'sb-recycled.pid'), `${process.pid}\n`);
+    const driver = new ChDriver({ kernelPath: '/nonexistent/vmlinux', runDir, logDir: join(root, 'logs') });
+    assert.equal(await driver.find('sb-recycled', opts()), null);
+    await driver.destroy('sb-recycled', opts());
+    assert.deepEqual(readdirSync(runDir), []);
+    // Reaching this line means no SIGKILL hit us.
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

@@ -133,6 +133,8 @@ export class ChDriver implements VmmDriver {
     if (existing) return existing;
     const files = this.logFiles(id);
     await mkdir(this.opts.runDir, { recursive: true, mode: 0o700 });
+    // The snapshot's config.json names the disk, tap and serial file of the VM it was taken from;
+    // a re-pointed copy makes it restorable into this sandbox (so sandboxDir only has to exist).
     await prepareRestoreSource(spec.snapshotDir, this.restoreDir(id), { diskPath: spec.diskPath, network: spec.network, serialFile: files.serialFile });
     await mkdir(spec.sandboxDir, { recursive: true });
     const args = restoreArgs({ apiSocket: this.socketPath(id), logFile: files.logFile, serialFile: files.serialFile }, this.restoreDir(id), onDemand);
