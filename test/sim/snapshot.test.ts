@@ -177,3 +177,29 @@ test('v53 refuses vm.snapshot with VmRestoring (500) until the background prefau
   const again = await restored(t, join(sim.dir, 'again'), { resume: true }, 53);
   assert.equal((await exec(again, 'kv', ['get', 'k'])).stdout, 'v');
 });
+
+test('restore refuses a config whose serial file dir (the sandbox dir) is gone, and accepts it once recreated', async (t) => {
+  const src = await spawnSim(t, { args: [] });
+  const sandboxDir = join(src.dir, 'sb-dir');
+  mkdirSync(sandboxDir);
+  await api(src, 'PUT', 'vm.create', { payload: { kernel: '/k' }, memory: { size: 16 * MIB }, serial: { mode: 'File', file: join(sandboxDir, 'serial.log') } });
+  assert.equal((await api(src, 'PUT', 'vm.boot')).status, 204);
+  const dir = await snapshotOf(t, src);
+  const { rmSync } = await import('node:fs');
+  rmSync(sandboxDir, { recursive: true });
+  const sim = await spawnSim(t, { args: [] });
+  const refused = await api(sim, 'PUT', 'vm.restore', { source_url: `file://${dir}` });
+  assert.equal(refused.status, 500);
+  assert.ok((refused.json() as string[]).some((m) => m.includes('serial')), refused.text);
+  mkdirSync(sandboxDir);
+  assert.equal((await api(sim, 'PUT', 'vm.restore', { source_url: `file://${dir}` })).status, 204);
+});
+
+test('vm.restore announcing net_fds is refused with 400: the simulator cannot receive SCM_RIGHTS', async (t) => {
+  const src = await spawnSim(t);
+  const dir = await snapshotOf(t, src);
+  const sim = await spawnSim(t, { args: [] });
+  const r = await api(sim, 'PUT', 'vm.restore', { source_url: `file://${dir}`, net_fds: [{ id: 'net0', num_fds: 2 }] });
+  assert.equal(r.status, 400);
+  assert.deepEqual(sim.readViolations().map((v) => v.rule), ['net_fds_not_received']);
+});

@@ -116,7 +116,15 @@ export function createApiServer(deps: ApiServerDeps): Server {
         violations.record('invalid_json', `${tag}: ${msg}`);
         return fail(res, new HttpFailure(400, ['Cannot deserialize JSON payload', msg]));
       }
-      if (endpoint === 'vm.restore') parsed = checkRestoreFields(parsed as Record<string, unknown>, deps);
+      if (endpoint === 'vm.restore') {
+        parsed = checkRestoreFields(parsed as Record<string, unknown>, deps);
+        // fds travel as SCM_RIGHTS, which node:http cannot receive: CH answers 400 when the count is short
+        const wanted = ((parsed as { net_fds?: { num_fds: number }[] }).net_fds ?? []).reduce((n, f) => n + f.num_fds, 0);
+        if (wanted > 0) {
+          violations.record('net_fds_not_received', `${tag} announced ${wanted} fds; the simulator cannot receive SCM_RIGHTS`);
+          return fail(res, new HttpFailure(400, ['Bad Request', `expected ${wanted} fds, received 0`]));
+        }
+      }
     }
 
     const fault = deps.faults.onCall(endpoint);

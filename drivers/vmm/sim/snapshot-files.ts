@@ -2,7 +2,7 @@ import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GuestMemory, MemoryRange } from './memory.ts';
-import { PAGE_SIZE, parseVmConfig, type VmConfig } from './vm-config.ts';
+import { missingDevicePath, PAGE_SIZE, parseVmConfig, type VmConfig } from './vm-config.ts';
 
 // The three files of a CH snapshot directory (reference §2.2): config.json (the
 // VmConfig), state.json (component states; the memory manager's part holds the
@@ -153,13 +153,8 @@ export function openSnapshot(sourceUrl: string): OpenedSnapshot {
   if (total !== config.memory.size) {
     throw new SnapshotError(`state.json: memory_ranges cover ${total} bytes but config.json says ${config.memory.size}`);
   }
-  for (const disk of config.disks ?? []) {
-    try {
-      statSync(disk.path);
-    } catch (err) {
-      throw new SnapshotError(`Failed to open disk image ${disk.path}: ${(err as Error).message}`);
-    }
-  }
+  const missing = missingDevicePath(config);
+  if (missing) throw new SnapshotError(missing);
   const memPath = join(dir, 'memory-ranges');
   let fd: number;
   try {

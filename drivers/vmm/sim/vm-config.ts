@@ -1,4 +1,6 @@
 import { ApiError } from './api-error.ts';
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import * as J from './json-shape.ts';
 
 // The subset of CH's VmConfig JSON the simulator understands. It is the body of
@@ -128,4 +130,30 @@ export function assignDeviceIds(config: VmConfig): VmConfig {
     disks: config.disks?.map((d) => ({ ...d, id: d.id ?? next('_disk') })) ?? null,
     net: config.net?.map((n) => ({ ...n, id: n.id ?? next('_net') })) ?? null,
   };
+}
+
+/**
+ * What CH opens when it builds the devices of a config (boot or restore): every
+ * disk image, and the files and sockets of the serial port and console. Returns the
+ * first problem, or undefined. A restored config names the paths of the VM it was
+ * taken from, so they must exist again (reference §2.2).
+ */
+export function missingDevicePath(config: VmConfig): string | undefined {
+  for (const disk of config.disks ?? []) {
+    try {
+      statSync(disk.path);
+    } catch (err) {
+      return `Failed to open disk image ${disk.path}: ${(err as Error).message}`;
+    }
+  }
+  for (const [name, port] of [['serial', config.serial], ['console', config.console]] as const) {
+    const path = port.mode === 'File' ? port.file : port.mode === 'Socket' ? port.socket : undefined;
+    if (!path) continue;
+    try {
+      if (!statSync(dirname(path)).isDirectory()) throw new Error('not a directory');
+    } catch (err) {
+      return `Error creating ${name} output ${path}: ${(err as Error).message}`;
+    }
+  }
+  return undefined;
 }

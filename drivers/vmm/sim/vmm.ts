@@ -1,11 +1,11 @@
-import { closeSync, statSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { apiFailure, ApiError } from './api-error.ts';
 import type { RestoreRequest } from './cli.ts';
 import { writeBootImage } from './guest-state.ts';
 import { GuestMemory, openDirect } from './memory.ts';
 import type { SimLog, ViolationLog } from './sim-log.ts';
 import { openSnapshot, SnapshotError, writeSnapshot } from './snapshot-files.ts';
-import { assignDeviceIds, PAGE_SIZE, validateVmConfig, type VmConfig } from './vm-config.ts';
+import { assignDeviceIds, missingDevicePath, PAGE_SIZE, validateVmConfig, type VmConfig } from './vm-config.ts';
 import { buildVersion, type VersionTraits } from './version.ts';
 
 // The simulated VMM: CH's two pieces of ownership (a stored config and a live VM,
@@ -141,13 +141,8 @@ export class SimVmm {
     if (this.vm) throw apiFailure('VmAlreadyCreated', action, 'VM is already created');
     const config = this.config;
     if (!config) throw apiFailure('VmMissingConfig', action, 'VM is not created (missing configuration)');
-    for (const disk of config.disks ?? []) {
-      try {
-        statSync(disk.path);
-      } catch (err) {
-        throw apiFailure('Internal', action, 'Error creating VM', `Cannot open disk path ${disk.path}: ${(err as Error).message}`);
-      }
-    }
+    const missing = missingDevicePath(config);
+    if (missing) throw apiFailure('Internal', action, 'Error creating VM', missing);
     const memory = new GuestMemory(config.memory.size);
     writeBootImage(memory);
     this.vm = { state: 'Running', memory, onDemand: false, counters: this.freshCounters(config) };
