@@ -231,6 +231,22 @@ test('boot of a sandbox whose VMM already runs returns that VMM instead of a sec
   }, ['sb-twice']);
 });
 
+test('a VMM that stopped answering is killed before a new boot, never doubled', async (t) => {
+  await withHost(t, async (host) => {
+    const driver = host.driver();
+    const mute = await driver.boot(host.spec('sb-mute'), opts());
+    process.kill(mute.pid, 'SIGSTOP'); // alive, holding its socket and disk, answering nothing
+    const fresh = await driver.boot(host.spec('sb-mute'), opts());
+    assert.notEqual(fresh.pid, mute.pid);
+    const deadline = Date.now() + 5000;
+    while (pidExists(mute.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(!pidExists(mute.pid), 'the mute VMM is gone');
+    assert.equal((await driver.info('sb-mute', opts())).state, 'Running');
+    await driver.destroy('sb-mute', opts());
+    assertGone(host, [fresh.pid]);
+  }, ['sb-mute']);
+});
+
 test('bad input is refused before anything starts', async (t) => {
   await withHost(t, async (host) => {
     const driver = host.driver();

@@ -144,7 +144,11 @@ export class ChDriver implements VmmDriver {
   /** Idempotence: a VMM already serving this sandbox in an expected state is kept (e.g. a step re-run after an agent restart). */
   private async reuse(id: string, network: NetworkHandle, states: VmState[], lazy: boolean, opts: CallOpts): Promise<VmHandle | null> {
     const found = await this.find(id, opts);
-    if (!found) return null;
+    if (!found) {
+      // Nothing usable: clear what a dead or mute VMM of ours left (its process included) before starting anew.
+      await this.teardown(id, opts, false);
+      return null;
+    }
     try {
       const { state } = await this.api(id, 3000).info({ signal: opts.signal });
       if (states.includes(state)) {
@@ -155,7 +159,7 @@ export class ChDriver implements VmmDriver {
       if (err instanceof SandboxdError && err.code === 'cancelled') throw err;
     }
     this.log.warn({ sandboxId: id, pid: found.pid }, 'replacing a VMM left in an unexpected state');
-    await this.destroy(id, opts);
+    await this.teardown(id, opts, false);
     return null;
   }
 
@@ -335,7 +339,9 @@ export class ChDriver implements VmmDriver {
   /** vmm.shutdown (bounded), SIGKILL after the grace period, then wait until the pid is gone. */
   private async stopProcess(id: string, entry: Tracked, opts: CallOpts, graceful: boolean): Promise<void> {
     const { proc } = entry;
-    if (!(await this.isAlive(id, proc)) && !proc.child) return;
+    // Gone already (a child is reaped by then): its pid may belong to someone else now, so no signal.
+    if (await settlesWithin(proc.exited, 0)) return;
+    if (!proc.child && !(await this.isAlive(id, proc))) return;
     const grace = this.opts.shutdownGraceMs;
     if (graceful) {
       try {
