@@ -1,4 +1,4 @@
-import { Agent, request, type IncomingMessage } from 'node:http';
+import { Agent, request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { SandboxdError } from '../../core/errors.ts';
 
 /**
@@ -27,7 +27,8 @@ export interface HttpResponse {
 }
 
 // Idle sockets are unref'd by node, so the pool never holds a process open.
-const agent = new Agent({ keepAlive: true, maxSockets: 16, keepAliveMsecs: 1000 });
+// No socket cap: long-lived streams (PTYs, attached processes) must never queue a later exec behind them.
+const agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000 });
 
 export function open(call: HttpCall): Promise<HttpResponse> {
   const { signal, timeoutMs } = call;
@@ -60,25 +61,34 @@ export function open(call: HttpCall): Promise<HttpResponse> {
     let timer = arm(timeoutMs);
     signal.addEventListener('abort', onAbort, { once: true });
     const headers: Record<string, string> = { ...call.headers, 'Content-Length': String(call.body?.length ?? 0) };
-    const req = request({ host: url.hostname, port: url.port, path: url.pathname + url.search, method: call.method, headers, agent });
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      if (settled) return;
-      settled = true;
-      cleanup();
-      reject(timedOut ? err : new SandboxdError('operation_failed', `envd ${url.host}${url.pathname}: ${err.code ?? err.message}`, { cause: err }));
-    });
-    req.on('response', (res) => {
-      settled = true;
-      response = res;
-      if (call.bodyTimeoutMs !== undefined) {
-        clearTimeout(timer);
-        if (call.bodyTimeoutMs !== null) timer = arm(call.bodyTimeoutMs);
-      }
-      // Aborts and the timeout keep covering the body until the caller is done with it.
-      res.on('error', () => undefined);
-      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, done: cleanup });
-    });
-    req.end(call.body);
+    const send = (attempt: number): ClientRequest => {
+      const r = request({ host: url.hostname, port: url.port, path: url.pathname + url.search, method: call.method, headers, agent });
+      r.on('error', (err: NodeJS.ErrnoException) => {
+        if (settled) return;
+        // A pooled connection the guest dropped meanwhile (a restored or replaced VM): one retry on a new one.
+        if (attempt === 0 && r.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+          req = send(1);
+          return;
+        }
+        settled = true;
+        cleanup();
+        reject(timedOut ? err : new SandboxdError('operation_failed', `envd ${url.host}${url.pathname}: ${err.code ?? err.message}`, { cause: err }));
+      });
+      r.on('response', (res) => {
+        settled = true;
+        response = res;
+        if (call.bodyTimeoutMs !== undefined) {
+          clearTimeout(timer);
+          if (call.bodyTimeoutMs !== null) timer = arm(call.bodyTimeoutMs);
+        }
+        // Aborts and the timeout keep covering the body until the caller is done with it.
+        res.on('error', () => undefined);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, done: cleanup });
+      });
+      r.end(call.body);
+      return r;
+    };
+    let req = send(0);
   });
 }
 

@@ -243,3 +243,30 @@ test('exec rejects bad input before any request', async () => {
     },
   );
 });
+
+test('a pooled connection the guest reset (VM replaced behind the same address) is retried once on a fresh one', async () => {
+  const used = new WeakSet<object>();
+  let resets = 0;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (used.has(req.socket)) {
+        resets++;
+        req.socket.resetAndDestroy();
+        return;
+      }
+      used.add(req.socket);
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ mem_used: 1, disk_used: 2 }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    await client.usage(url, opts());
+    assert.deepEqual(await client.usage(url, opts()), { memUsedBytes: 1, diskUsedBytes: 2 });
+    assert.equal(resets, 1, 'the second call met a reset and went through on a new connection');
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
