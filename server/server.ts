@@ -63,15 +63,20 @@ export function createServer(opts: ServerOptions): SandboxdServer {
 
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
+    const deny = (status: number) => {
+      // The remote address only: headers may carry a token.
+      log.debug({ remote: req.socket.remoteAddress, status }, 'upgrade refused');
+      refuse(socket, status);
+    };
     const path = new URL(req.url ?? '/', 'http://agent').pathname;
-    if (path !== WS_PATH) return refuse(socket, 404);
-    if (stopping || connections.size >= limits.maxConnections) return refuse(socket, 503);
-    if (!originAllowed(req, origins)) return refuse(socket, 403);
+    if (path !== WS_PATH) return deny(404);
+    if (stopping || connections.size >= limits.maxConnections) return deny(503);
+    if (!originAllowed(req, origins)) return deny(403);
     const token = tokenFromRequest(req);
     const caller = token === null ? null : tokens.resolve(token);
     if (caller === null) {
       metrics.connectionsClosed.inc({ reason: 'unauthorized' });
-      return refuse(socket, 401);
+      return deny(401);
     }
     wss.handleUpgrade(req, socket, head, (ws) => attach(ws, caller));
   });
