@@ -12,7 +12,7 @@ import { bootArgs, checkNetwork, checkPath, inNamespace, ONDEMAND_MIN_VERSION, p
 import { guestEnvdUrl, waitSimEnvdUrl } from './envd-address.ts';
 import { prepareRestoreSource } from './restore-source.ts';
 import {
-  isVmmProcess, pollExit, readPidfile, removeFiles, settlesWithin, signalProcess, sleep, spawnDetached, tail, writePidfile,
+  isVmmProcess, pollExit, raceSignal, readPidfile, removeFiles, settlesWithin, signalProcess, sleep, spawnDetached, tail, writePidfile,
   type VmmProcess,
 } from './vmm-process.ts';
 
@@ -99,13 +99,17 @@ export class ChDriver implements VmmDriver {
     };
   }
 
-  /** The VMM's major version, from `--version`, asked once per driver (one binary). */
-  version(opts: CallOpts): Promise<number | null> {
-    this.versionProbe ??= execa(this.binary, ['--version'], { timeout: 5000, cancelSignal: opts.signal, reject: false, env: this.opts.env }).then(
+  /** The VMM's major version, from `--version`, asked once per driver (one binary); null when unknown. */
+  async version(opts: CallOpts): Promise<number | null> {
+    // Shared by concurrent callers, so one caller's abort must not cancel it: bounded by its own timeout instead.
+    this.versionProbe ??= execa(this.binary, ['--version'], { timeout: 5000, reject: false, env: this.opts.env }).then(
       (r) => (r.exitCode === 0 ? parseMajorVersion(String(r.stdout)) : null),
       () => null,
     );
-    return this.versionProbe;
+    const probe = this.versionProbe;
+    const version = await raceSignal(probe, opts.signal);
+    if (version === null && this.versionProbe === probe) this.versionProbe = undefined; // ask again next time
+    return version;
   }
 
   async boot(spec: VmSpec, opts: CallOpts): Promise<VmHandle> {

@@ -156,3 +156,13 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** `p`, unless the signal aborts first (then `cancelled`); `p` itself runs on. */
+export function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new SandboxdError('cancelled', 'cancelled'));
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(new SandboxdError('cancelled', 'cancelled'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
