@@ -211,3 +211,33 @@ test('vm.power-button powers the guest off: the VMM exits unless --no-shutdown (
   await eventually('the guest to power off', async () => ((await api(kept, 'GET', 'vm.info')).json() as { state: string }).state === 'Created');
   assert.equal(kept.exited(), false);
 });
+
+test('a raw request without a Host header is served, as micro-http does', async (t) => {
+  const sim = await spawnSim(t);
+  const reply = await new Promise<string>((resolve, reject) => {
+    const sock = connect(sim.socket);
+    let data = '';
+    sock.on('data', (d) => {
+      data += d.toString();
+      if (data.includes('\r\n\r\n')) sock.end();
+    });
+    sock.on('close', () => resolve(data));
+    sock.on('error', reject);
+    sock.write('PUT /api/v1/vm.pause HTTP/1.1\r\n\r\n');
+  });
+  assert.match(reply, /^HTTP\/1\.1 204/);
+});
+
+test('vm.reboot needs a Running VM and keeps it Running with fresh memory; vm.nmi needs a live VM', async (t) => {
+  const sim = await spawnSim(t);
+  const { exec } = await import('./harness.ts');
+  await exec(sim, 'kv', ['set', 'k', 'v']);
+  assert.equal((await api(sim, 'PUT', 'vm.nmi')).status, 204);
+  assert.equal((await api(sim, 'PUT', 'vm.reboot')).status, 204);
+  assert.equal(((await api(sim, 'GET', 'vm.info')).json() as { state: string }).state, 'Running');
+  assert.equal((await exec(sim, 'kv', ['get', 'k'])).end.exitCode, 1, 'a reboot keeps no guest memory');
+  await api(sim, 'PUT', 'vm.pause');
+  assert.equal((await api(sim, 'PUT', 'vm.reboot')).status, 500);
+  await api(sim, 'PUT', 'vm.shutdown');
+  assert.equal((await api(sim, 'PUT', 'vm.nmi')).status, 500);
+});

@@ -194,3 +194,28 @@ test('guest processes die with the simulator even when it is SIGKILLed', async (
   });
   await streamClosed;
 });
+
+test('a pty process reports its output as pty data; Update (resize) and pty input are accepted', async (t) => {
+  const sim = await spawnSim(t);
+  const run = openStream(sim, 'Start', { process: { cmd: 'cat' }, pty: { size: { cols: 80, rows: 24 } }, tag: 'tty', stdin: true });
+  await run.attached;
+  const update = await envd(sim, 'POST', '/process.Process/Update', JSON.stringify({ process: { tag: 'tty' }, pty: { size: { cols: 120, rows: 40 } } }), JSON_HEADERS);
+  assert.equal(update.status, 200);
+  assert.deepEqual(update.json(), {});
+  const input = await envd(sim, 'POST', '/process.Process/SendInput', JSON.stringify({ process: { tag: 'tty' }, input: { pty: Buffer.from('typed\n').toString('base64') } }), JSON_HEADERS);
+  assert.equal(input.status, 200);
+  const closeStdin = await envd(sim, 'POST', '/process.Process/CloseStdin', JSON.stringify({ process: { tag: 'tty' } }), JSON_HEADERS);
+  assert.equal(closeStdin.status, 400, 'CloseStdin is refused for a PTY process');
+  const ptyText = (body: Buffer): string =>
+    frames(body)
+      .map((f) => JSON.parse(f.payload.toString()) as { event?: { data?: { pty?: string; stdout?: string } } })
+      .map((m) => {
+        assert.equal(m.event?.data?.stdout, undefined, 'pty output must not be reported as stdout');
+        return Buffer.from(m.event?.data?.pty ?? '', 'base64').toString();
+      })
+      .join('');
+  await eventually('the echo', async () => ptyText(run.soFar()).includes('typed\n'));
+  await envd(sim, 'POST', '/process.Process/SendSignal', JSON.stringify({ process: { tag: 'tty' }, signal: 'SIGNAL_SIGKILL' }), JSON_HEADERS);
+  const echoed = ptyText(await run.body);
+  assert.equal(echoed, 'typed\n');
+});

@@ -149,15 +149,15 @@ export const envd = (sim: Sim, method: string, path: string, body?: string | Buf
   httpRequest({ url: sim.envdUrl() }, method, path, body, headers, timeoutMs);
 
 /** Opens a streaming call; `attached` resolves on the first response bytes (the start event). */
-export function openStream(sim: Sim, method: string, message: unknown): { attached: Promise<void>; body: Promise<Buffer> } {
+export function openStream(sim: Sim, method: string, message: unknown): { attached: Promise<void>; body: Promise<Buffer>; soFar: () => Buffer } {
   let attach: () => void = () => undefined;
+  const chunks: Buffer[] = [];
   const attached = new Promise<void>((r) => (attach = r));
   const body = new Promise<Buffer>((resolveBody, reject) => {
     const u = new URL(sim.envdUrl());
     const req = request(
       { host: u.hostname, port: Number(u.port), method: 'POST', path: `/process.Process/${method}`, agent: false, headers: { 'Content-Type': 'application/connect+json' } },
       (res) => {
-        const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => {
           chunks.push(c);
           attach();
@@ -169,7 +169,7 @@ export function openStream(sim: Sim, method: string, message: unknown): { attach
     req.on('error', reject);
     req.end(frame(0, Buffer.from(JSON.stringify(message))));
   });
-  return { attached, body };
+  return { attached, body, soFar: () => Buffer.concat(chunks) };
 }
 
 export function frame(flags: number, payload: Buffer): Buffer {
@@ -182,7 +182,9 @@ export function frame(flags: number, payload: Buffer): Buffer {
 export function frames(body: Buffer): { flags: number; payload: Buffer }[] {
   const out: { flags: number; payload: Buffer }[] = [];
   for (let pos = 0; pos < body.length; ) {
+    if (body.length - pos < 5) break; // a frame still arriving
     const len = body.readUInt32BE(pos + 1);
+    if (body.length - pos - 5 < len) break;
     out.push({ flags: body.readUInt8(pos), payload: body.subarray(pos + 5, pos + 5 + len) });
     pos += 5 + len;
   }

@@ -152,7 +152,8 @@ export function createApiServer(deps: ApiServerDeps): Server {
     if (deps.faults.crashAfter(endpoint)) res.on('finish', () => deps.onCrash());
   }
 
-  const server = createServer((req, res) => {
+  // micro-http does not insist on a Host header; node's server would answer 400 without one
+  const server = createServer({ requireHostHeader: false }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       deps.log.log('error', `API handler: ${String(err)}`);
       if (!res.headersSent) send(res, 500, errorBody(['Error from API', String(err)], traits));

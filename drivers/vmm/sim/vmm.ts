@@ -3,9 +3,10 @@ import { apiFailure, ApiError } from './api-error.ts';
 import type { RestoreRequest } from './cli.ts';
 import { writeBootImage } from './guest-state.ts';
 import { GuestMemory, openDirect } from './memory.ts';
+import { resizedConfig, type ResizeRequest } from './resize.ts';
 import type { SimLog, ViolationLog } from './sim-log.ts';
 import { openSnapshot, SnapshotError, writeSnapshot } from './snapshot-files.ts';
-import { assignDeviceIds, missingDevicePath, PAGE_SIZE, validateVmConfig, type VmConfig } from './vm-config.ts';
+import { assignDeviceIds, missingDevicePath, validateVmConfig, type VmConfig } from './vm-config.ts';
 import { buildVersion, type VersionTraits } from './version.ts';
 
 // The simulated VMM: CH's two pieces of ownership (a stored config and a live VM,
@@ -205,30 +206,10 @@ export class SimVmm {
     return this.vm.counters;
   }
 
-  resize(body: { desired_vcpus?: number; desired_ram?: number; desired_balloon?: number }): void {
-    const action = 'The VM could not be resized';
+  resize(body: ResizeRequest): void {
     const config = this.config;
-    if (!config) throw apiFailure('VmNotCreated', action, 'VM is not created');
-    const next: VmConfig = structuredClone(config);
-    if (body.desired_vcpus !== undefined) {
-      if (body.desired_vcpus < 1 || body.desired_vcpus > config.cpus.max_vcpus) {
-        throw apiFailure('Internal', action, 'Error resizing VM', `Cannot set ${body.desired_vcpus} vCPUs (max ${config.cpus.max_vcpus})`);
-      }
-      next.cpus.boot_vcpus = body.desired_vcpus;
-    }
-    if (body.desired_ram !== undefined) {
-      const limit = config.memory.size + (config.memory.hotplug_size ?? 0);
-      if (this.vm && (body.desired_ram % PAGE_SIZE !== 0 || body.desired_ram < config.memory.size || body.desired_ram > limit)) {
-        throw apiFailure('Internal', action, 'Error resizing VM', `Cannot hotplug memory to ${body.desired_ram} bytes`);
-      }
-      if (!this.vm) next.memory.size = body.desired_ram;
-    }
-    if (body.desired_balloon !== undefined) {
-      if (!next.balloon) throw apiFailure('Internal', action, 'Error resizing VM', 'No balloon device');
-      if (body.desired_balloon >= next.memory.size) throw apiFailure('Internal', action, 'Error resizing VM', 'Balloon size exceeds guest memory');
-      next.balloon.size = body.desired_balloon;
-    }
-    this.config = next;
+    if (!config) throw apiFailure('VmNotCreated', 'The VM could not be resized', 'VM is not created');
+    this.config = resizedConfig(config, body, this.vm !== null);
   }
 
   snapshot(body: { destination_url: string }): void {
