@@ -2,12 +2,13 @@
 // (a restore reads it back), copying it across filesystems must stay sparse, and
 // a disk that fills up half-way must leave no partial file under a real name.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SandboxdError } from '../../core/errors.ts';
 import { FsSnapshotFiles } from '../../drivers/files/fs-files.ts';
 import { copySparse, copySparseOwn } from '../../drivers/files/sparse-copy.ts';
+import { punchZeroPagesInFile } from '../../drivers/files/zero-pages.ts';
 import { allocated, drivers, faultyFs, fillUp, opts, PAGE, pauseMeta, sha256, tempDir, tmpfs, writeDenseMemory, writeVmmFiles } from './helpers.ts';
 
 const ID = 'sb-mem-1';
@@ -26,6 +27,38 @@ test('punchZeroPages keeps the memory file byte-identical and frees its zero pag
   assert.equal(freed, before - allocated(mem));
   assert.equal(sha256(join(dir, 'config.json')), config, 'only memory files are touched');
   assert.equal(await files.punchZeroPages(dir, opts()), 0, 'a second pass frees nothing');
+});
+
+test('both punch strategies keep the bytes; a hardlinked memory file is punched in place and stays linked', async (t) => {
+  const dir = tempDir(t);
+  for (const strategy of ['rewrite', 'dig-holes'] as const) {
+    const mem = join(dir, `mem-${strategy}`);
+    writeDenseMemory(mem, 128, [5, 6, 127]);
+    const hash = sha256(mem);
+    await punchZeroPagesInFile(mem, opts(), strategy);
+    assert.equal(sha256(mem), hash, strategy);
+    assert.ok(allocated(mem) <= 3 * PAGE, `${strategy}: allocated ${allocated(mem)}`);
+  }
+  const mem = join(dir, 'linked');
+  writeDenseMemory(mem, 128, [1]);
+  linkSync(mem, join(dir, 'linked-too'));
+  await punchZeroPagesInFile(mem, opts());
+  assert.equal(statSync(mem).ino, statSync(join(dir, 'linked-too')).ino, 'the hardlink must not be split');
+  assert.ok(allocated(join(dir, 'linked-too')) <= PAGE);
+});
+
+test('a disk too full for the rewrite still gets its zero pages punched, in place', async (t) => {
+  const mount = tmpfs(t, '1m');
+  const files = new FsSnapshotFiles({ dataDir: mount });
+  const dir = await files.makeStaging(ID, opts());
+  const mem = join(dir, 'memory-ranges');
+  writeDenseMemory(mem, 160, Array.from({ length: 60 }, (_, i) => i * 2)); // 640 KiB file, 240 KiB data
+  const hash = sha256(mem);
+  fillUp(mount);
+  const freed = await files.punchZeroPages(dir, opts());
+  assert.ok(freed >= 90 * PAGE, `freed ${freed}`);
+  assert.equal(sha256(mem), hash);
+  assert.deepEqual(readdirSync(dir), ['memory-ranges'], 'no temp copy left');
 });
 
 test('punchZeroPages on a dir without a memory file frees nothing; outside the data dir is refused', async (t) => {
