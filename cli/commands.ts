@@ -171,6 +171,11 @@ export const commands: Record<string, CommandSpec> = {
     optionHelp: [],
     async run(ctx, _v, pos) {
       const sandboxId = pos.length === 0 ? undefined : one(pos, 'sandbox id');
+      // Handlers first: a signal that arrives once output has started must end the watch cleanly.
+      const interrupted = new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
       let lost!: (err: Error | null) => void;
       const gone = new Promise<Error | null>((r) => (lost = r));
       const client = await ctx.client({ reconnect: true, onClose: (err) => lost(err) });
@@ -180,10 +185,6 @@ export const commands: Record<string, CommandSpec> = {
         else ctx.out.write(`event  ${n.params.sandboxId}  ${n.params.type}${n.params.reason === undefined ? '' : `: ${n.params.reason}`}\n`);
       });
       if (!ctx.json) ctx.err.write(`watching ${sandboxId ?? 'all sandboxes'}; Ctrl-C to stop\n`);
-      const interrupted = new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
       // Ctrl-C ends the watch (exit 0); losing the agent for good is a connection error.
       const err = await Promise.race([interrupted.then(() => null), gone]);
       if (err !== null) throw err;
