@@ -134,3 +134,13 @@ test('--restore on the command line restores, resumes on request and keeps guest
   assert.equal(((await api(sim, 'GET', 'vm.info')).json() as { state: string }).state, 'Running');
   assert.equal((await exec(sim, 'kv', ['get', 'k'])).stdout, 'from-cli');
 });
+
+test('a payload boot whose disk image is missing exits 1 and removes its socket', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'api.sock');
+  const r = await execa(CHSIM, ['--api-socket', sock, '--kernel', '/k', '--memory', 'size=16M', '--disk', `path=${join(dir, 'missing.img')}`], { reject: false });
+  assert.equal(r.exitCode, 1);
+  assert.match(r.stderr, /Error booting VM: .*missing\.img/);
+  assert.equal(existsSync(sock), false);
+  assert.equal(existsSync(`${sock}.envd`), false);
+});

@@ -154,6 +154,7 @@ export function createApiServer(deps: ApiServerDeps): Server {
 
   // micro-http does not insist on a Host header; node's server would answer 400 without one
   const server = createServer({ requireHostHeader: false }, (req, res) => {
+    res.on('finish', () => deps.log.log('debug', `API ${req.method} ${req.url} -> ${res.statusCode}`));
     handle(req, res).catch((err: unknown) => {
       deps.log.log('error', `API handler: ${String(err)}`);
       if (!res.headersSent) send(res, 500, errorBody(['Error from API', String(err)], traits));
