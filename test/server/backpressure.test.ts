@@ -123,7 +123,7 @@ test('state notifications to a slow reader coalesce per sandbox and the latest o
 });
 
 test('a peer that never answers pings is dropped; a live one is kept', async (t) => {
-  const h = await startHarness(t, new FakeSupervisor(), { limits: { heartbeatMs: 50 } });
+  const h = await startHarness(t, new FakeSupervisor(), { limits: { heartbeatMs: 200 } });
   const live = await h.connect('a');
   let pings = 0;
   live.socket.on('ping', () => pings++);
