@@ -2,7 +2,7 @@
 // tell the simulator's share from their own. Run: node --import tsx bench/chsim.bench.ts
 // Each request opens a fresh unix-socket connection, as a driver without keep-alive does.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -26,6 +26,19 @@ function call(socketPath: string, method: string, endpoint: string, body?: unkno
 async function must(socket: string, method: string, endpoint: string, body?: unknown): Promise<void> {
   const status = await call(socket, method, endpoint, body);
   if (status >= 300) throw new Error(`${endpoint} answered ${status}`);
+}
+
+function envdCall(base: string, method: string, path: string): Promise<string> {
+  return new Promise((ok, fail) => {
+    const u = new URL(base);
+    const req = request({ host: u.hostname, port: Number(u.port), method, path, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => ok(body));
+    });
+    req.on('error', fail);
+    req.end();
+  });
 }
 
 function stats(samples: number[]): string {
@@ -107,6 +120,17 @@ try {
   console.log(`vm.restore 512 MiB, Copy (+ delete)   ${stats(copy)}`);
   console.log(`vm.restore 512 MiB, OnDemand (+ del)  ${stats(lazy)}`);
   console.log(`  Copy / OnDemand restore ratio       ${(median(copy) / median(lazy)).toFixed(1)}x`);
+
+  const envdUrl = readFileSync(`${restorer.socket}.envd`, 'utf8');
+  const loader = await time(5, async (i) => {
+    await must(restorer.socket, 'PUT', 'vm.restore', { source_url: `file://${join(dir, `s${i}`)}`, memory_restore_mode: 'OnDemand', resume: true });
+    await envdCall(envdUrl, 'POST', '/memory/preload');
+    while ((JSON.parse(await envdCall(envdUrl, 'GET', '/memory/preload')) as { state: string }).state !== 'done') {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await must(restorer.socket, 'PUT', 'vm.delete');
+  });
+  console.log(`OnDemand restore + memory loader done ${stats(loader)}`);
 } finally {
   for (const p of procs) p.kill('SIGTERM');
   await Promise.all(procs);
