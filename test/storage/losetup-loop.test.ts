@@ -2,7 +2,7 @@
 // hits a loop number reused by another file, or when an agent restart forgets them.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SandboxdError } from '../../core/errors.ts';
@@ -162,6 +162,29 @@ test('an attach cancelled after the kernel attached the loop detaches that loop'
   ac.abort();
   await assert.rejects(attaching, { code: 'cancelled' });
   assert.deepEqual(loopsUnder(dir), []);
+});
+
+test('the sysfs listing and losetup\'s JSON listing agree, deleted backing files included', async (t) => {
+  const dir = tempDir(t, TAG);
+  const ro = join(dir, 'ro.ext4');
+  const rw = join(dir, 'rw.cow');
+  const gone = join(dir, 'gone.ext4');
+  for (const f of [ro, rw, gone]) makeImage(f, MiB);
+  const loops = new LosetupLoopDriver();
+  await loops.attach(ro, { signal: signal() });
+  await loops.attachReadWrite(rw, { signal: signal() });
+  const goneDev = await loops.attach(gone, { signal: signal() });
+  rmSync(gone);
+  const viaJson = new LosetupLoopDriver({ listFrom: 'losetup' });
+  const mine = (l: { backingFile: string }) => l.backingFile.startsWith(`${dir}/`);
+  const a = (await loops.list({ signal: signal() })).filter(mine);
+  const b = (await viaJson.list({ signal: signal() })).filter(mine);
+  const byDevice = (x: { device: string }, y: { device: string }) => x.device.localeCompare(y.device);
+  assert.deepEqual(a.sort(byDevice), b.sort(byDevice));
+  assert.equal(a.length, 3);
+  assert.equal(a.find((l) => l.device === goneDev)?.deleted, true);
+  await loops.detach(goneDev, gone, { signal: signal() });
+  assert.deepEqual(await loops.findByBackingFile(gone, { signal: signal() }), []);
 });
 
 test('no loop device backed by this file\'s temp dirs is left attached', () => {
