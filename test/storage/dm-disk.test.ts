@@ -10,7 +10,8 @@ import {
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { SandboxdError } from '../../core/errors.ts';
-import { DiskInvalidError } from '../../drivers/storage/dm-disk.ts';
+import { DiskInvalidError, DmDiskDriver } from '../../drivers/storage/dm-disk.ts';
+import { LosetupLoopDriver } from '../../drivers/storage/losetup-loop.ts';
 import type { DiskRequest } from '../../drivers/storage/storage.ts';
 import { REAL_DM, dmSetup, loopsUnder, loopsWithPrefix, makeImage, mount, signal, tempDir, type DmSetup } from './helpers.ts';
 
@@ -271,8 +272,6 @@ test('flatten onto a full filesystem fails typed and leaves no partial output', 
 test('ids with ../ or a leading dash and bad paths are refused before any command runs', async (t) => {
   const dir = tempDir(t, TAG);
   // A dmsetup and losetup that do not exist: reaching either would fail with operation_failed.
-  const { DmDiskDriver } = await import('../../drivers/storage/dm-disk.ts');
-  const { LosetupLoopDriver } = await import('../../drivers/storage/losetup-loop.ts');
   const disk = new DmDiskDriver({
     loops: new LosetupLoopDriver({ losetupPath: join(dir, 'none'), blockdevPath: join(dir, 'none') }),
     dmsetupPath: join(dir, 'none'),

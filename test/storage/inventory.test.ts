@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { DmDiskDriver } from '../../drivers/storage/dm-disk.ts';
 import { listStorage } from '../../drivers/storage/inventory.ts';
 import { LosetupLoopDriver } from '../../drivers/storage/losetup-loop.ts';
 import { dmSetup, loopsWithPrefix, makeImage, signal, tempDir } from './helpers.ts';
@@ -50,7 +51,6 @@ test('lists the loops, dm devices, CoW and temp files under the data dir, and on
 
 test('a host where dmsetup cannot answer reports dmDevices null with the reason, not a crash', async (t) => {
   const dataDir = tempDir(t, TAG);
-  const { DmDiskDriver } = await import('../../drivers/storage/dm-disk.ts');
   const dm = new DmDiskDriver({ loops: new LosetupLoopDriver(), prefix: 'sbxt-', dmsetupPath: join(dataDir, 'no-dmsetup') });
   const inv = await listStorage({ dataDir, dm }, { signal: signal() });
   assert.equal(inv.dmDevices, null);
