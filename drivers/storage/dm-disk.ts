@@ -1,7 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { open, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SandboxdError } from '../../core/errors.ts';
 import type { CallOpts } from '../call.ts';
@@ -9,6 +7,9 @@ import { CommandError, cleanupSignal, fsError, run } from './exec.ts';
 import { canonical, type LosetupLoopDriver } from './losetup-loop.ts';
 import { assertHostPath, assertPrefix, assertSize, diskName, sandboxIdOf } from './names.ts';
 import { sparseCopy } from './sparse-copy.ts';
+import { exists, isFreshCow, majMin, makeSparseFile, parseSnapshotStatus, type SnapshotUsage } from './dm-host.ts';
+
+export { DiskInvalidError, deviceMapperAvailable, type SnapshotUsage } from './dm-host.ts';
 import type { DiskDriver, DiskHandle, DiskRequest } from './storage.ts';
 
 export interface DmDiskOptions {
@@ -31,19 +32,6 @@ export interface DmDiskOptions {
   onRemoveBusy?: (name: string, attempt: number) => void;
   /** How long to wait for the device node after create (udev may lag). */
   nodeWaitMs?: number;
-}
-
-export interface SnapshotUsage {
-  allocatedSectors: number;
-  totalSectors: number;
-  metadataSectors: number;
-}
-
-/** The snapshot can no longer be used: its CoW filled up or its header says invalid. Every read fails. */
-export class DiskInvalidError extends SandboxdError {
-  constructor(readonly disk: string, readonly state: string) {
-    super('operation_failed', `snapshot ${disk} is ${state}: its CoW filled up or is corrupt; remove it and rebuild`, { step: 'disk.status' });
-  }
 }
 
 const GONE = /does not exist|not found|No such device/i;
@@ -179,11 +167,7 @@ export class DmDiskDriver implements DiskDriver {
   async status(name: string, opts: CallOpts): Promise<SnapshotUsage> {
     this.ownName(name);
     const { stdout } = await this.dmsetup(['status', name], 'disk.status', opts);
-    const w = stdout.trim().split(/\s+/);
-    const usage = w[3]?.match(/^([0-9]+)\/([0-9]+)$/);
-    if (w[2] !== 'snapshot') throw new SandboxdError('operation_failed', `${name} is not a snapshot: ${stdout}`, { step: 'disk.status' });
-    if (usage === null || usage === undefined || w[4] === undefined) throw new DiskInvalidError(name, w.slice(3).join(' ') || 'unknown');
-    return { allocatedSectors: Number(usage[1]), totalSectors: Number(usage[2]), metadataSectors: Number(w[4]) };
+    return parseSnapshotStatus(name, stdout);
   }
 
   /** Names of the dm devices under this driver's prefix. */
@@ -288,62 +272,5 @@ export class DmDiskDriver implements DiskDriver {
     assertHostPath('origin', req.originPath);
     assertHostPath('CoW', req.cowPath);
     assertSize('disk size', req.sizeBytes);
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  return stat(p).then(
-    () => true,
-    () => false,
-  );
-}
-
-/**
- * Whether the kernel has device-mapper. Not the existence of /dev/mapper/control:
- * dmsetup creates that node itself even where the kernel has no driver behind it.
- */
-export function deviceMapperAvailable(): boolean {
-  try {
-    return /\bdevice-mapper$/m.test(readFileSync('/proc/misc', 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-/** MAJ:MIN of a device node, as `dmsetup table` prints it. */
-export async function majMin(device: string): Promise<string> {
-  const { rdev } = await stat(device);
-  const major = Math.floor(rdev / 256) & 0xfff;
-  const minor = (rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00);
-  return `${major}:${minor}`;
-}
-
-/** A CoW never attached: the kernel takes an all-zero header as "new snapshot". */
-async function isFreshCow(cowPath: string): Promise<boolean> {
-  const fh = await open(cowPath, 'r');
-  try {
-    const b = Buffer.alloc(512);
-    await fh.read(b, 0, 512, 0);
-    return b.every((x) => x === 0);
-  } finally {
-    await fh.close();
-  }
-}
-
-/** A sparse, all-zero file of `size` bytes, made under a temporary name and renamed into place. */
-export async function makeSparseFile(path: string, size: number): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${randomBytes(4).toString('hex')}`);
-  try {
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.truncate(size);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw fsError('disk.create', path, err);
   }
 }
