@@ -4,6 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { SandboxdError } from '../../core/errors.ts';
 import type { CallOpts } from '../call.ts';
 import { CommandError, cleanupSignal, fsError, run } from './exec.ts';
+import { KeyedLock } from './keyed-lock.ts';
 import { canonical, type LosetupLoopDriver } from './losetup-loop.ts';
 import { assertHostPath, assertPrefix, assertSize, diskName, sandboxIdOf } from './names.ts';
 import { sparseCopy } from './sparse-copy.ts';
@@ -47,6 +48,8 @@ const BUSY = /Device or resource busy/i;
 export class DmDiskDriver implements DiskDriver {
   readonly kind = 'dm' as const;
   readonly prefix: string;
+  /** One operation at a time per device name (a temp flatten device has its own name). */
+  private readonly locks = new KeyedLock();
   private readonly o: Required<Omit<DmDiskOptions, 'dmsetupEnv' | 'onRemoveBusy'>> & Pick<DmDiskOptions, 'dmsetupEnv' | 'onRemoveBusy'>;
 
   constructor(opts: DmDiskOptions) {
@@ -72,6 +75,10 @@ export class DmDiskDriver implements DiskDriver {
 
   async create(req: DiskRequest, opts: CallOpts): Promise<DiskHandle> {
     this.check(req);
+    return this.locks.run(req.name, () => this.createUnlocked(req, opts));
+  }
+
+  private async createUnlocked(req: DiskRequest, opts: CallOpts): Promise<DiskHandle> {
     const current = await this.table(req.name, opts);
     if (current !== undefined) return this.adopt(req, current, opts);
     let madeCow = false;
@@ -93,6 +100,10 @@ export class DmDiskDriver implements DiskDriver {
 
   async attach(req: DiskRequest, opts: CallOpts): Promise<DiskHandle> {
     this.check(req);
+    return this.locks.run(req.name, () => this.attachUnlocked(req, opts));
+  }
+
+  private async attachUnlocked(req: DiskRequest, opts: CallOpts): Promise<DiskHandle> {
     const current = await this.table(req.name, opts);
     if (current !== undefined) return this.adopt(req, current, opts);
     if (!(await exists(req.cowPath))) throw new SandboxdError('not_found', `CoW not found: ${req.cowPath}`, { step: 'disk.attach' });
@@ -102,6 +113,10 @@ export class DmDiskDriver implements DiskDriver {
   async remove(handle: DiskHandle, opts: CallOpts): Promise<void> {
     this.ownName(handle.name);
     assertHostPath('CoW', handle.cowPath);
+    return this.locks.run(handle.name, () => this.removeUnlocked(handle, opts));
+  }
+
+  private async removeUnlocked(handle: DiskHandle, opts: CallOpts): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.dmsetup(['remove', handle.name], 'disk.remove', opts);
@@ -148,19 +163,22 @@ export class DmDiskDriver implements DiskDriver {
     this.check(req);
     assertHostPath('output', outPath);
     const id = sandboxIdOf(this.prefix, req.name);
-    if ((await this.table(req.name, opts)) !== undefined) {
-      throw new SandboxdError('operation_failed', `disk ${req.name} is attached; flatten the attached device instead`, { step: 'disk.flatten' });
-    }
-    if (!(await exists(req.cowPath))) throw new SandboxdError('not_found', `CoW not found: ${req.cowPath}`, { step: 'disk.flatten' });
-    const temp = { ...req, name: `${this.flatPrefix}${id}` };
-    // A leftover from a crash under the temporary name is ours to remove.
-    await this.remove({ name: temp.name, devicePath: this.nodePath(temp.name), cowPath: req.cowPath }, opts);
-    const handle = await this.activate(temp, opts);
-    try {
-      await this.flatten(handle, outPath, opts);
-    } finally {
-      await this.remove(handle, { signal: cleanupSignal(this.o.timeoutMs * 2) });
-    }
+    // Under the sandbox disk's lock: an attach of the same CoW waits until the temp device is gone.
+    return this.locks.run(req.name, async () => {
+      if ((await this.table(req.name, opts)) !== undefined) {
+        throw new SandboxdError('operation_failed', `disk ${req.name} is attached; flatten the attached device instead`, { step: 'disk.flatten' });
+      }
+      if (!(await exists(req.cowPath))) throw new SandboxdError('not_found', `CoW not found: ${req.cowPath}`, { step: 'disk.flatten' });
+      const temp = { ...req, name: `${this.flatPrefix}${id}` };
+      // A leftover from a crash under the temporary name is ours to remove.
+      await this.removeUnlocked({ name: temp.name, devicePath: this.nodePath(temp.name), cowPath: req.cowPath }, opts);
+      const handle = await this.activate(temp, opts);
+      try {
+        await this.flatten(handle, outPath, opts);
+      } finally {
+        await this.removeUnlocked(handle, { signal: cleanupSignal(this.o.timeoutMs * 2) });
+      }
+    });
   }
 
   /** Allocation of the snapshot; a DiskInvalidError when it was invalidated (CoW full or corrupt). */
@@ -193,13 +211,19 @@ export class DmDiskDriver implements DiskDriver {
     const cowLoop = await this.o.loops.attachReadWrite(req.cowPath, opts);
     const table = `0 ${originBytes / 512} snapshot ${req.originDevice} ${cowLoop} P ${this.o.chunkSectors}`;
     const devicePath = this.nodePath(req.name);
+    // Whether a device by this name may now exist because of this call: not when
+    // dmsetup itself answered with a failure (e.g. the name is taken by someone else).
+    let mayExist = true;
     try {
-      await this.dmsetup(['create', req.name, '--table', table], 'disk.create', opts);
+      await this.dmsetup(['create', req.name, '--table', table], 'disk.create', opts).catch((err: unknown) => {
+        if (err instanceof CommandError) mayExist = false;
+        throw err;
+      });
       await this.waitForNode(devicePath, opts);
       return { name: req.name, devicePath, cowPath: req.cowPath };
     } catch (err) {
       const signal = cleanupSignal(this.o.timeoutMs);
-      await this.dmsetup(['remove', req.name], 'disk.create', { signal }).catch(() => undefined);
+      if (mayExist) await this.dmsetup(['remove', req.name], 'disk.create', { signal }).catch(() => undefined);
       await this.o.loops.detach(cowLoop, req.cowPath, { signal }).catch(() => undefined);
       throw err;
     }

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { SandboxdError } from '../../core/errors.ts';
 import type { CallOpts } from '../call.ts';
 import { CommandError, cleanupSignal, run } from './exec.ts';
+import { KeyedLock } from './keyed-lock.ts';
 import { assertHostPath, assertLoopDevice } from './names.ts';
 import type { LoopDriver } from './storage.ts';
 
@@ -55,7 +56,7 @@ export class LosetupLoopDriver implements LoopDriver {
   private readonly blockdev: string;
   private readonly timeoutMs: number;
   private readonly listFrom: 'sysfs' | 'losetup';
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
 
   constructor(opts: LosetupOptions = {}) {
     this.losetup = opts.losetupPath ?? 'losetup';
@@ -133,7 +134,7 @@ export class LosetupLoopDriver implements LoopDriver {
 
   private async attachFile(filePath: string, readOnly: boolean, opts: CallOpts): Promise<string> {
     assertHostPath('image', filePath);
-    return this.serialised(filePath, () => this.attachUnlocked(filePath, readOnly, opts));
+    return this.locks.run(filePath, () => this.attachUnlocked(filePath, readOnly, opts));
   }
 
   private async attachUnlocked(filePath: string, readOnly: boolean, opts: CallOpts): Promise<string> {
@@ -161,18 +162,6 @@ export class LosetupLoopDriver implements LoopDriver {
       const leaked = mine(await this.list({ signal }).catch(() => [])).filter((l) => !known.has(l.device));
       for (const l of leaked) await this.detachDevice(l.device, { signal }).catch(() => undefined);
       throw err;
-    }
-  }
-
-  private async serialised<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.locks.set(key, tail);
-    try {
-      return await next;
-    } finally {
-      if (this.locks.get(key) === tail) this.locks.delete(key);
     }
   }
 }

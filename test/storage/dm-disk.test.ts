@@ -99,6 +99,24 @@ test('a repeated create of the same request returns the same device and keeps it
   assert.equal(loopsUnder(w.dir).filter((l) => l.file === w.req.cowPath).length, 1);
 });
 
+test('concurrent creates of one disk make one device over one CoW loop', async (t) => {
+  const w = await world(t);
+  const handles = await Promise.all([1, 2, 3].map(() => w.disk.create(w.req, { signal: signal() })));
+  for (const h of handles) assert.deepEqual(h, handles[0]);
+  assert.deepEqual(await w.leftovers(), [w.req.name]);
+  assert.equal(loopsUnder(w.dir).filter((l) => l.file === w.req.cowPath).length, 1);
+});
+
+test('a create whose name is held over another CoW is refused and leaves that device alone', async (t) => {
+  const w = await world(t);
+  const h = await w.disk.create(w.req, { signal: signal() });
+  const otherCow = join(w.dir, 'sandboxes', 'sb-test1', 'other.cow');
+  await assert.rejects(w.disk.create({ ...w.req, cowPath: otherCow }, { signal: signal() }), { code: 'already_exists' });
+  assert.deepEqual(await w.leftovers(), [h.name]);
+  assert.ok(readFileSync(h.devicePath).equals(w.origin));
+  assert.equal(existsSync(otherCow), false);
+});
+
 test('create refuses a CoW that already holds a snapshot instead of resetting it', async (t) => {
   const w = await world(t);
   const h = await w.disk.create(w.req, { signal: signal() });
