@@ -29,9 +29,10 @@ export function tempBeside(dst: string): string {
  * complete, also when the disk fills up half-way.
  *
  * Uses `cp --sparse=always` (coreutils): it skips the source's holes with
- * SEEK_DATA/SEEK_HOLE, which node cannot do, and was the faster one in
- * bench/files.bench.ts. `copySparseOwn` is the portable fallback and the
- * comparison point.
+ * SEEK_DATA/SEEK_HOLE, which node cannot do. In bench/files.bench.ts (2 GiB,
+ * 10% data) it copied a punched memory file in 1.6–2.8 s against 4.7–8 s for
+ * copySparseOwn, and a dense one in 1.6–3.2 s against 3.4–5 s. copySparseOwn
+ * stays as the comparison point.
  */
 export async function copySparse(src: string, dst: string, { signal }: CallOpts): Promise<void> {
   const step = 'files.sparseCopy';

@@ -13,15 +13,18 @@ import { copySparse, execFailure, tempBeside } from './sparse-copy.ts';
  *  - 'dig-holes': `fallocate --dig-holes` in place. Needs no space, keeps the
  *    inode, but punches each zero run with its own syscall, and on ext4 each
  *    punch waits on the journal.
- * Measured by bench/files.bench.ts on 256 MiB with 10% scattered data pages
- * (~5,800 zero runs): rewrite 0.5 s, dig-holes 7 s; one `fallocate
- * --punch-hole` process per run would be ~8 ms a run, 48 s. So rewrite is the
- * default, and dig-holes is kept for files with other hardlinks (a rewrite
- * would split them) and for a disk too full to hold the copy.
+ * Measured by bench/files.bench.ts on a 2 GiB file with 10% scattered data
+ * pages (~47,000 zero runs), on a shared disk: rewrite 1.6–3.2 s (node's own
+ * copy 3.4–5 s), dig-holes 10–40 s (extrapolated from a 128 MiB slice; it
+ * swings with other writers because each punch goes through the journal), one
+ * `fallocate --punch-hole` process per run 140–480 s. A plain read of the file
+ * took 1.2–4 s. So rewrite is the default, and dig-holes is kept for files with
+ * other hardlinks (a rewrite would split them) and for a disk too full to hold
+ * the copy.
  */
 export type PunchStrategy = 'auto' | 'rewrite' | 'dig-holes';
 
-/** A floor of 60 s plus a slow-disk rate of 1 s per 20 MB (dig-holes, the slower path, ran at ~37 MB/s). */
+/** A floor of 60 s plus 1 s per 20 MB of apparent size (dig-holes, the slower path, ran at 50–200 MB/s). */
 export function punchTimeoutMs(bytes: number): number {
   return 60_000 + Math.ceil(bytes / 20_000);
 }
