@@ -4,6 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { SandboxdError } from '../../core/errors.ts';
 import type { CallOpts } from '../call.ts';
 import { fsError, run } from './exec.ts';
+import { KeyedLock } from './keyed-lock.ts';
 import { assertHostPath, assertPrefix, assertSize, diskName, sandboxIdOf } from './names.ts';
 import type { DiskDriver, DiskHandle, DiskRequest } from './storage.ts';
 
@@ -30,6 +31,7 @@ export class CloneDiskDriver implements DiskDriver {
   readonly prefix: string;
   private readonly cp: string;
   private readonly copyTimeoutMs: number;
+  private readonly locks = new KeyedLock();
 
   constructor(opts: CloneDiskOptions = {}) {
     this.prefix = assertPrefix(opts.prefix ?? 'sbxd-');
@@ -44,9 +46,9 @@ export class CloneDiskDriver implements DiskDriver {
   async create(req: DiskRequest, opts: CallOpts): Promise<DiskHandle> {
     this.check(req);
     // The clone is renamed into place complete, so an existing file is this request's earlier result.
-    if (!(await isFile(req.cowPath))) {
-      await this.copy(req.originPath, req.cowPath, req.sizeBytes, 'disk.create', opts);
-    }
+    await this.locks.run(req.cowPath, async () => {
+      if (!(await isFile(req.cowPath))) await this.copy(req.originPath, req.cowPath, req.sizeBytes, 'disk.create', opts);
+    });
     return this.handle(req);
   }
 

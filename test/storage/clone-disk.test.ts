@@ -76,6 +76,14 @@ test('a repeated create keeps the sandbox\'s writes instead of cloning again', a
   assert.ok(readFileSync(h.devicePath).subarray(0, 4096).equals(data));
 });
 
+test('concurrent creates of one clone copy once and leave no temp files', async (t) => {
+  const w = await world(t);
+  const handles = await Promise.all([1, 2, 3].map(() => w.disk.create(w.req, { signal: signal() })));
+  for (const h of handles) assert.deepEqual(h, handles[0]);
+  assert.deepEqual(readdirSync(join(w.dir, 'sandboxes', 'sb-c1')), ['rootfs.cow']);
+  assert.ok(readFileSync(w.req.cowPath).equals(w.origin));
+});
+
 test('remove keeps the clone, attach finds it again, a missing one is not_found; discard is idempotent', async (t) => {
   const w = await world(t);
   const h = await w.disk.create(w.req, { signal: signal() });
