@@ -52,7 +52,11 @@ export class FsSnapshotFiles implements SnapshotFiles {
     });
   }
 
-  /** Removes the sandbox's staging dirs first, then its dir, each renamed to trash before deletion so a crash never leaves a half-deleted generation under a live name. */
+  /**
+   * Removes the sandbox's staging dirs first, then its dir, each renamed to
+   * trash before deletion: a crash never leaves a half-deleted generation under
+   * a live name, and a staging dir never outlives its sandbox to be revived.
+   */
   async removeSandboxDir(sandboxId: string, { signal }: CallOpts): Promise<void> {
     const step = 'files.removeSandboxDir';
     const dir = this.sandboxDir(sandboxId);
@@ -140,7 +144,10 @@ export class FsSnapshotFiles implements SnapshotFiles {
     });
   }
 
-  /** The staging dir must hold a pause snapshot.json: swapping in a generation without one would lose the sandbox. */
+  /**
+   * The staging dir must hold a pause snapshot.json: swapping in a generation
+   * without one would lose the sandbox. A CoW still in the sandbox dir is carried over.
+   */
   async swapIn(stagingDir: string, sandboxId: string, { signal }: CallOpts): Promise<void> {
     const step = 'files.swapIn';
     const { path: staging } = this.layout.assertStagingDir(stagingDir, sandboxId);
@@ -155,6 +162,13 @@ export class FsSnapshotFiles implements SnapshotFiles {
       throw new SandboxdError('invalid_argument', `${step}: ${staging} holds ${meta.kind} metadata, not a pause snapshot`, { step });
     }
     checkAborted(signal, step);
+    // The CoW is the sandbox's disk: a caller that skipped stageCow must not send it to trash with the old generation.
+    const cow = this.cowPath(sandboxId);
+    const staged = join(staging, COW_FILE);
+    if ((await guard(step, cow, () => lstatOrNull(cow))) !== null && (await guard(step, staged, () => lstatOrNull(staged))) === null) {
+      this.#log.warn({ sandboxId, staging }, 'swapIn: staging had no CoW; moving it over first');
+      await this.stageCow(sandboxId, staging, { signal });
+    }
     await swapDir(staging, final, this.layout.sandboxTrashDir(sandboxId), this.#fs, this.#log);
   }
 
@@ -178,7 +192,10 @@ export class FsSnapshotFiles implements SnapshotFiles {
     await guard(step, to, () => fsyncDir(to));
   }
 
-  /** Hardlink under a temp name then rename (idempotent: an existing link to the same inode is kept); sparse copy where linking cannot work. */
+  /**
+   * Hardlink under a temp name, then rename (an existing link to the same inode
+   * is kept); a sparse copy where linking cannot work.
+   */
   async #linkOrCopy(step: string, src: string, dst: string, signal: AbortSignal): Promise<void> {
     const [s, d] = await guard(step, src, () => Promise.all([lstat(src), lstatOrNull(dst)]));
     if (d !== null && d.ino === s.ino && d.dev === s.dev) return;
@@ -207,11 +224,16 @@ export class FsSnapshotFiles implements SnapshotFiles {
     const step = 'files.cleanupOrphans';
     checkAborted(signal, step);
     const before = await guard(step, this.layout.root, () => takeInventory(this.layout, { signal }));
-    const ids = new Set(before.staging.filter((s) => s.kind === 'pause-staging').map((s) => s.sandboxId));
+    const trashOwner = (path: string) =>
+      dirname(path) === this.layout.sandboxesDir ? classifySandboxEntry(basename(path))?.sandboxId : undefined;
+    const ids = new Set([
+      ...before.staging.filter((s) => s.kind === 'pause-staging').map((s) => s.sandboxId),
+      ...before.trash.map(trashOwner).filter((id): id is string => id !== undefined),
+    ]);
     for (const id of ids) {
       checkAborted(signal, step);
       const stagings = before.staging.filter((s) => s.kind === 'pause-staging' && s.sandboxId === id).map((s) => s.dir);
-      const trashes = before.trash.filter((t) => classifySandboxEntry(basename(t))?.sandboxId === id);
+      const trashes = before.trash.filter((t) => trashOwner(t) === id);
       await guard(step, id, () => recoverSandboxDir(this.layout, id, stagings, trashes, this.#fs, this.#log));
     }
     const after = await guard(step, this.layout.root, () => takeInventory(this.layout, { signal }));

@@ -100,12 +100,13 @@ test('a crash before the CoW was staged: the staging is dropped and the sandbox 
   assert.equal(readFileSync(files.cowPath(ID), 'utf8'), 'disk');
 });
 
-test('a staging swapped in without its CoW: restart brings the CoW back from the trash', async (t) => {
+test('swapIn carries a CoW the caller forgot to stage, even when the swap then fails', async (t) => {
   const data = tempDir(t);
   const fs = faultyFs((op, from) => op === 'rename' && (from.includes('.staging-') || from.includes('.trash-')));
   const staging = await prepare(drivers(data).files, false);
   const { files } = drivers(data, fs);
   await assert.rejects(files.swapIn(staging, ID, opts()), failing('operation_failed'));
+  assert.ok(existsSync(join(staging, 'rootfs.cow')));
   await drivers(data).files.cleanupOrphans(opts());
   assertNewInPlace(files);
 });
@@ -147,4 +148,17 @@ test('orphan cleanup removes staging, trash and half-made templates only', async
   assert.equal(readFileSync(L.cowPath('sb-keep'), 'utf8'), 'disk');
   assert.deepEqual((await templates.list(null, opts())).map((x) => `${x.teamId}/${x.templateId}`), ['team1/tpl']);
   assert.deepEqual(await files.cleanupOrphans(opts()), [], 'a second run finds nothing');
+});
+
+test('a sandbox dir without its CoW next to a trash dir holding it: restart moves the CoW back', async (t) => {
+  const data = tempDir(t);
+  const { files } = drivers(data);
+  await files.makeSandboxDir(ID, opts());
+  await files.writeMeta(files.sandboxDir(ID), pauseMeta(), opts());
+  const trash = files.layout.sandboxTrashDir(ID);
+  mkdirSync(trash);
+  writeFileSync(join(trash, 'rootfs.cow'), 'disk');
+  writeFileSync(join(files.sandboxDir(ID), 'config.json'), 'new');
+  assert.deepEqual(await files.cleanupOrphans(opts()), [trash]);
+  assertNewInPlace(files);
 });
