@@ -1,4 +1,4 @@
-import { lstat, mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { SandboxdError } from '../../core/errors.ts';
 import { type Logger, silentLogger } from '../../core/log.ts';
@@ -7,7 +7,8 @@ import type { SnapshotFiles } from './files.ts';
 import { checkAborted, fsFailure, type FsOps, fsyncDir, guard, isErrno, lstatOrNull, realFsOps } from './fs-ops.ts';
 import { takeInventory } from './inventory.ts';
 import { classifySandboxEntry, COW_FILE, DataLayout, MEMORY_FILES, ROOTFS_FILE, VMM_FILES } from './layout.ts';
-import { parseSnapshotMeta, SNAPSHOT_META_FILE, SNAPSHOT_META_MAX_BYTES, type SnapshotMeta, SnapshotMetaSchema } from './meta.ts';
+import { readMetaIn, writeFileAtomic } from './meta-file.ts';
+import { SNAPSHOT_META_FILE, type SnapshotMeta, SnapshotMetaSchema } from './meta.ts';
 import { copySparse, tempBeside } from './sparse-copy.ts';
 import { recoverSandboxDir, swapDir } from './swap.ts';
 import { punchZeroPagesInFile } from './zero-pages.ts';
@@ -275,39 +276,4 @@ async function mkdirFresh(dir: string, reuse: boolean): Promise<void> {
 async function requireDir(step: string, dir: string): Promise<void> {
   const st = await guard(step, dir, () => lstatOrNull(dir));
   if (st === null || !st.isDirectory()) throw new SandboxdError('not_found', `${step}: directory ${dir} does not exist`, { step });
-}
-
-/** Temp name, write, fsync, rename, fsync the dir: the file is the old one or the whole new one, never a prefix. */
-export async function writeFileAtomic(step: string, path: string, data: string, fs: FsOps): Promise<void> {
-  const tmp = tempBeside(path);
-  try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, path);
-    await fsyncDir(dirname(path));
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw fsFailure(step, path, err);
-  }
-}
-
-/** Reads and parses `dir`/snapshot.json; shared with the template store. */
-export async function readMetaIn(dir: string, signal: AbortSignal): Promise<SnapshotMeta> {
-  const step = 'files.readMeta';
-  const path = join(dir, SNAPSHOT_META_FILE);
-  checkAborted(signal, step);
-  const text = await guard(step, path, async () => {
-    const st = await lstat(path);
-    if (!st.isFile()) throw new SandboxdError('operation_failed', `${step}: ${path} is not a regular file`, { step });
-    if (st.size > SNAPSHOT_META_MAX_BYTES) {
-      throw new SandboxdError('operation_failed', `${step}: ${path} is ${st.size} bytes, not a snapshot metadata file`, { step });
-    }
-    return readFile(path, 'utf8');
-  });
-  return parseSnapshotMeta(text, path);
 }

@@ -5,7 +5,7 @@ import { assertNameId } from '../../core/ids.ts';
 import { type Logger, silentLogger } from '../../core/log.ts';
 import type { CallOpts } from '../call.ts';
 import { SYSTEM_TEAM, type TemplateInfo, type TemplateStore } from './files.ts';
-import { readMetaIn } from './fs-files.ts';
+import { readMetaIn } from './meta-file.ts';
 import { allocatedBytes, checkAborted, fsFailure, type FsOps, fsyncDir, guard, isErrno, lstatOrNull, realFsOps } from './fs-ops.ts';
 import { inspectTemplateDir, listTemplates } from './inventory.ts';
 import { DataLayout, ROOTFS_FILE } from './layout.ts';
