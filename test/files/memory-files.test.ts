@@ -2,7 +2,8 @@
 // (a restore reads it back), copying it across filesystems must stay sparse, and
 // a disk that fills up half-way must leave no partial file under a real name.
 import assert from 'node:assert/strict';
-import { existsSync, linkSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SandboxdError } from '../../core/errors.ts';
@@ -153,3 +154,35 @@ test('both sparse copies give identical bytes with holes, and refuse a cancelled
     assert.ok(!existsSync(`${dst}-2`));
   }
 });
+
+test('a copy stuck on its source is stopped by the signal and leaves no temp file', async (t) => {
+  const dir = tempDir(t);
+  const fifo = join(dir, 'stuck');
+  execFileSync('mkfifo', [fifo]); // no writer ever comes: cp blocks in open()
+  const ctl = new AbortController();
+  const copying = copySparse(fifo, join(dir, 'out'), { signal: ctl.signal });
+  await waitFor(() => processWithArg(fifo), 10_000);
+  ctl.abort();
+  await assert.rejects(copying, code('cancelled'));
+  assert.ok(!processWithArg(fifo), 'cp is gone');
+  assert.deepEqual(readdirSync(dir), ['stuck']);
+});
+
+function processWithArg(arg: string): boolean {
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(arg)) return true;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return false;
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
