@@ -207,6 +207,8 @@ export function stepImplementations(deps: StepDeps): Record<StepName, StepImpl> 
       return undefined;
     },
     async makeStaging(c, signal) {
+      // A staging dir a failed rollback could not remove is removed before a new one replaces it.
+      if (c.res.stagingDir !== null) await d.files.removeStaging(c.res.stagingDir, { signal });
       return { res: { stagingDir: await d.files.makeStaging(c.id, { signal }) } };
     },
     async snapshotVm(c, signal) {
@@ -243,22 +245,17 @@ export function stepImplementations(deps: StepDeps): Record<StepName, StepImpl> 
       return undefined;
     },
     async flattenPausedDisk(c, signal) {
-      const meta = need(c.pauseMeta, 'the pause metadata');
       const out = join(need(c.res.stagingDir, 'a staging dir'), 'rootfs.ext4');
-      const origin = await loops.acquire(meta.baseTemplatePath, signal);
-      try {
-        const size = await d.loop.sizeBytes(origin, { signal });
-        const req: DiskRequest = {
-          name: flattenDiskName(c.id),
-          originDevice: origin,
-          originPath: meta.baseTemplatePath,
-          cowPath: need(c.res.cowPath, 'the CoW'),
-          sizeBytes: Math.max(c.diskSizeMB * MiB, size),
-        };
-        await d.disk.flattenDetached(req, out, { signal });
-      } finally {
-        await loops.release(meta.baseTemplatePath, signal);
-      }
+      const origin = need(c.res.loopDevice, 'the base rootfs loop');
+      const size = await d.loop.sizeBytes(origin, { signal });
+      const req: DiskRequest = {
+        name: flattenDiskName(c.id),
+        originDevice: origin,
+        originPath: need(c.res.originPath, 'the base rootfs path'),
+        cowPath: need(c.res.cowPath, 'the CoW'),
+        sizeBytes: Math.max(c.diskSizeMB * MiB, size),
+      };
+      await d.disk.flattenDetached(req, out, { signal });
       return undefined;
     },
     async linkMemoryFiles(c, signal) {

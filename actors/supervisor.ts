@@ -23,7 +23,8 @@ import { LoopRegistry } from './loop-registry.ts';
 import { normalizeCreate, normalizeTimeout } from './params.ts';
 import { SlotAllocator } from './slots.ts';
 import { StepRunner } from './step-runner.ts';
-import { stepImplementations } from './steps.ts';
+import { stepImplementations, type StepImpl } from './steps.ts';
+import type { StepName } from '../machines/sandbox/steps.ts';
 import { record, status, stepOf, view, type SandboxSnapshot } from './view.ts';
 
 export interface SupervisorOptions {
@@ -38,6 +39,10 @@ export interface SupervisorOptions {
   /** Entering and leaving Running: where the metrics sampler hooks in. */
   onRunning?: (context: SandboxContext) => void;
   onLeaveRunning?: (context: SandboxContext) => void;
+  /** Tests: wraps each step implementation (to hold, fail or observe it). */
+  wrapStep?: (name: StepName, impl: StepImpl) => StepImpl;
+  /** Tests: the inactivity delay for a timeoutSec (default: timeoutSec seconds). */
+  inactivityDelayMs?: (timeoutSec: number) => number;
   /** xstate inspection of every sandbox actor (the live inspector). */
   inspect?: (event: InspectionEvent) => void;
   version?: string;
@@ -102,7 +107,11 @@ export class Supervisor implements SupervisorApi {
       unwatchVm: (id) => this.#unwatchVm(id),
       now: () => new Date(),
     });
-    this.#runner = new StepRunner(impls, (id) => this.#logFor(id));
+    const wrap = opts.wrapStep;
+    const steps = wrap === undefined ? impls : (Object.fromEntries(
+      Object.entries(impls).map(([name, impl]) => [name, wrap(name as StepName, impl)]),
+    ) as typeof impls);
+    this.#runner = new StepRunner(steps, (id) => this.#logFor(id));
     this.#logic = sandboxMachine.provide({
       actors: this.#runner.actors(),
       actions: {
@@ -113,6 +122,9 @@ export class Supervisor implements SupervisorApi {
         },
         stopBackground: ({ context }) => opts.onLeaveRunning?.(context),
       },
+      ...(opts.inactivityDelayMs === undefined
+        ? {}
+        : { delays: { inactivity: ({ context }: { context: SandboxContext }) => opts.inactivityDelayMs!(context.timeoutSec) } }),
     });
   }
 

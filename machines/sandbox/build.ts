@@ -33,11 +33,18 @@ export interface StepOptions {
   onError: Route | 'continue';
   /** Where to go instead of `next` once a destroy is waiting (the operation's rollback). */
   cancelTo?: string;
+  /** In a parallel region: where to stop once a destroy waits or the other region failed. */
+  stopTo?: string;
   description: string;
 }
 
 export function step(src: ForwardStep, opts: StepOptions): StateConfig {
-  const cancel: Exclude<Route, string> = opts.cancelTo === undefined ? [] : [{ guard: 'destroyRequested', target: opts.cancelTo, actions: 'markCancelled' }];
+  const cancel: Exclude<Route, string> =
+    opts.cancelTo !== undefined
+      ? [{ guard: 'destroyRequested', target: opts.cancelTo, actions: 'markCancelled' }]
+      : opts.stopTo !== undefined
+        ? [{ guard: 'stopProvisioning', target: opts.stopTo }]
+        : [];
   return {
     description: opts.description,
     invoke: {

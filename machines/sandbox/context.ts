@@ -102,6 +102,8 @@ export interface SandboxContext extends Omit<SandboxInput, 'opId' | 'now'> {
   diskSizeBytes: number | null;
   /** The VMM's sandbox dir, baked into its snapshots; carried from template to sandbox to template. */
   vmSandboxDir: string | null;
+  /** The VMM process exited on its own; its handle is kept until stopVm has cleaned up after it. */
+  vmExited: boolean;
 }
 
 export function initialContext(input: SandboxInput): SandboxContext {
@@ -123,6 +125,7 @@ export function initialContext(input: SandboxInput): SandboxContext {
     producedTemplate: null,
     diskSizeBytes: null,
     vmSandboxDir: null,
+    vmExited: false,
   };
 }
 

@@ -49,7 +49,7 @@ export const sandboxMachine = sandboxSetup.createMachine({
     destroying,
     error: {
       description: 'Holds whatever could not be released or recovered; destroy retries the release',
-      entry: ['replyOp', 'endOp', 'noteError'],
+      entry: ['failFromRelease', 'replyOp', 'endOp'],
       always: { guard: 'destroyRequested', target: 'destroying' },
       on: { DESTROY: { target: 'destroying', actions: 'queueDestroy' } },
     },

@@ -17,7 +17,7 @@ export const running: StateConfig = {
     FLATTEN: { target: '#sandbox.flattening', actions: 'beginOp' },
     RESUME: { actions: 'ack' },
     DESTROY: { target: '#sandbox.destroying', actions: 'queueDestroy' },
-    VM_EXITED: { target: '#sandbox.crashed', actions: 'emitCrashed' },
+    VM_EXITED: { target: '#sandbox.crashed', actions: ['noteVmExited', 'emitCrashed'] },
     ACTIVITY: { actions: 'touch' },
     SET_TIMEOUT: { target: '.inactivity', actions: ['setTimeout', 'ack'] },
     STOP_TIMERS: { target: '.inactivity.off' },

@@ -19,16 +19,20 @@ const stepActors = Object.fromEntries(allSteps.map((name) => [name, unprovided(n
   StepLogic
 >;
 
-/** Which resource each undo step releases: it runs only while that resource is held. */
+/**
+ * When each undo step runs: while its resource is held, and never from under
+ * something still using it (a CoW under a live device, a tap under a live VM).
+ * A blocked undo is left for the next teardown, with the sandbox in Error.
+ */
 const releases: Record<ReleaseStep, (res: Resources) => boolean> = {
   removeStaging: (r) => r.stagingDir !== null,
   stopVm: (r) => r.vm !== null,
-  removeNetwork: (r) => r.network !== null,
-  releaseSlot: (r) => r.slot !== null,
-  removeDisk: (r) => r.disk !== null,
-  discardCow: (r) => r.cowPath !== null,
-  releaseLoop: (r) => r.loopDevice !== null,
-  removeSandboxDir: (r) => r.sandboxDir,
+  removeNetwork: (r) => r.network !== null && r.vm === null,
+  releaseSlot: (r) => r.slot !== null && r.network === null,
+  removeDisk: (r) => r.disk !== null && r.vm === null,
+  discardCow: (r) => r.cowPath !== null && r.disk === null,
+  releaseLoop: (r) => r.loopDevice !== null && r.disk === null,
+  removeSandboxDir: (r) => r.sandboxDir && r.disk === null,
 };
 
 const reply = (opIds: string[], error: ErrorInfo | null): SandboxEmitted =>
@@ -101,6 +105,11 @@ export const sandboxSetup = setup({
     fail: assign(({ context }, params: { step: StepName; error: unknown }) => ({
       failure: context.failure ?? stepFailure(params.step, params.error),
     })),
+    /** Entering Error: an operation that got here failed, if not at a step then at an undo. */
+    failFromRelease: assign(({ context }) => ({
+      failure: context.failure ??
+        context.releaseFailures[0] ?? { code: 'internal' as const, message: 'sandbox entered Error without a recorded cause' },
+    })),
     /** A destroy cut the operation short. */
     markCancelled: assign(({ context }) => ({
       failure: context.failure ?? { code: 'cancelled' as const, message: 'cancelled by destroy' },
@@ -116,16 +125,14 @@ export const sandboxSetup = setup({
     /** Replies to every waiting destroy: failed when an undo step failed. */
     replyDestroys: emit(({ context }) => reply(context.destroyOps, context.releaseFailures[0] ?? null)),
     clearDestroys: assign({ destroyOps: [] }),
-    /** Records why the sandbox ends up in Error: the first undo that failed, else the step failure. */
-    noteError: assign({
-      lastError: ({ context }) => context.releaseFailures[0] ?? context.failure ?? context.lastError,
-    }),
+
     emitAutoPaused: emit({ type: 'lifecycle', kind: 'auto_paused' } as SandboxEmitted),
     emitStopped: emit(({ context }) => ({
       type: 'lifecycle' as const,
       kind: 'stopped' as const,
       reason: context.failure?.message ?? 'auto-pause failed',
     })),
+    noteVmExited: assign({ vmExited: true }),
     emitCrashed: emit(({ event }) => ({
       type: 'lifecycle' as const,
       kind: 'error' as const,
@@ -135,6 +142,8 @@ export const sandboxSetup = setup({
   guards: {
     destroyRequested: ({ context }) => context.destroyOps.length > 0,
     failed: ({ context }) => context.failure !== null,
+    /** A parallel region stops after its current step once the other region failed or a destroy waits. */
+    stopProvisioning: ({ context }) => context.failure !== null || context.destroyOps.length > 0,
     releaseFailed: ({ context }) => context.releaseFailures.length > 0,
     autoPause: ({ context }) => context.op?.auto === true,
     snapshotTemplate: ({ context }) => context.template?.kind === 'snapshot',

@@ -69,7 +69,11 @@ export const snapshotting: StateConfig = {
   },
 };
 
-/** Snapshot of a paused sandbox: built from its pause dir without reviving the VM. */
+/**
+ * Snapshot of a paused sandbox: built from its pause dir without reviving the
+ * VM. The base rootfs loop is held only for the flatten, and given back on
+ * every way out.
+ */
 export const snapshottingPaused: StateConfig = {
   description: 'Snapshot a paused sandbox into a new template; it stays Paused',
   tags: ['busy'],
@@ -82,7 +86,8 @@ export const snapshottingPaused: StateConfig = {
       cancelTo: '#sandbox.paused',
       description: 'A template is never overwritten',
     }),
-    readPauseMeta: step('readPauseMeta', { next: 'makeStaging', onError: 'rollback', cancelTo, description: 'Base rootfs and CoW' }),
+    readPauseMeta: step('readPauseMeta', { next: 'acquireLoop', onError: 'rollback', cancelTo, description: 'Base rootfs and CoW' }),
+    acquireLoop: step('acquireLoop', { next: 'makeStaging', onError: 'rollback', cancelTo, description: 'The base rootfs, for the flatten' }),
     makeStaging: step('makeStaging', { next: 'flattenPausedDisk', onError: 'rollback', cancelTo, description: 'Fresh staging dir' }),
     flattenPausedDisk: step('flattenPausedDisk', {
       next: 'linkMemoryFiles',
@@ -97,10 +102,14 @@ export const snapshottingPaused: StateConfig = {
       description: 'Hardlink the VMM memory files (never rewritten in place), or copy sparsely',
     }),
     writeTemplateMeta: step('writeTemplateMeta', { next: 'promoteTemplate', onError: 'rollback', cancelTo, description: 'Template metadata' }),
-    promoteTemplate: step('promoteTemplate', { next: '#sandbox.paused', onError: 'rollback', description: 'Into the template dir' }),
+    promoteTemplate: step('promoteTemplate', { next: 'finish', onError: 'rollback', description: 'Into the template dir' }),
+    finish: {
+      ...releaseChain(['releaseLoop'], 'Give the base rootfs loop back'),
+      onDone: [{ guard: 'releaseFailed', target: '#sandbox.error' }, { target: '#sandbox.paused' }],
+    },
     rollback: {
-      ...releaseChain(['removeStaging'], 'Remove the staging dir'),
-      onDone: '#sandbox.paused',
+      ...releaseChain(['removeStaging', 'releaseLoop'], 'Remove staging, give the loop back'),
+      onDone: [{ guard: 'releaseFailed', target: '#sandbox.error' }, { target: '#sandbox.paused' }],
     },
   },
 };
