@@ -35,6 +35,7 @@ export class StepRunner {
   constructor(
     private readonly impls: Record<StepName, StepImpl>,
     private readonly logFor: (sandboxId: string) => Logger,
+    private readonly boundOf: (name: StepName) => number = (name) => stepTimeoutMs[name] ?? defaultTimeoutMs,
   ) {}
 
   /** The step actors to `provide()` to the sandbox machine. */
@@ -63,7 +64,7 @@ export class StepRunner {
     let set = this.#inFlight.get(context.id);
     if (set === undefined) this.#inFlight.set(context.id, (set = new Set()));
     set.add(ctl);
-    const bound = stepTimeoutMs[name] ?? defaultTimeoutMs;
+    const bound = this.boundOf(name);
     const timer = setTimeout(() => ctl.abort(new SandboxdError('timeout', `${name} took longer than ${bound} ms`)), bound);
     const onLeave = () => ctl.abort(leaveSignal.reason);
     leaveSignal.addEventListener('abort', onLeave, { once: true });

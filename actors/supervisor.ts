@@ -41,6 +41,8 @@ export interface SupervisorOptions {
   onLeaveRunning?: (context: SandboxContext) => void;
   /** Tests: wraps each step implementation (to hold, fail or observe it). */
   wrapStep?: (name: StepName, impl: StepImpl) => StepImpl;
+  /** Tests: the upper bound of each step (default: actors/step-runner.ts). */
+  stepBoundMs?: (name: StepName) => number;
   /** Tests: the inactivity delay for a timeoutSec (default: timeoutSec seconds). */
   inactivityDelayMs?: (timeoutSec: number) => number;
   /** xstate inspection of every sandbox actor (the live inspector). */
@@ -111,7 +113,7 @@ export class Supervisor implements SupervisorApi {
     const steps = wrap === undefined ? impls : (Object.fromEntries(
       Object.entries(impls).map(([name, impl]) => [name, wrap(name as StepName, impl)]),
     ) as typeof impls);
-    this.#runner = new StepRunner(steps, (id) => this.#logFor(id));
+    this.#runner = new StepRunner(steps, (id) => this.#logFor(id), opts.stepBoundMs);
     this.#logic = sandboxMachine.provide({
       actors: this.#runner.actors(),
       actions: {
