@@ -32,6 +32,8 @@ export function newSandboxId(): string {
   return `sb-${randomBytes(8).toString('hex')}`;
 }
 
+let opCounter = 0;
+/** Operation ids only need to be unique within this process: they pair a command with its reply. */
 export function newOpId(): string {
-  return randomBytes(6).toString('hex');
+  return `op${(++opCounter).toString(36)}`;
 }

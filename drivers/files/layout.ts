@@ -1,6 +1,7 @@
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { SandboxdError } from '../../core/errors.ts';
-import { assertNameId, assertSandboxId, newOpId, SANDBOX_ID } from '../../core/ids.ts';
+import { randomBytes } from 'node:crypto';
+import { assertNameId, assertSandboxId, SANDBOX_ID } from '../../core/ids.ts';
 
 /**
  * Every path of the data dir, built from validated ids and checked to stay
@@ -61,7 +62,7 @@ export function isTeamOrphanName(name: string): boolean {
 
 /** Time (base 36, 9 digits) then 12 random hex digits: sortable by age, never reused. */
 function unique(): string {
-  return Date.now().toString(36).padStart(UNIQUE_LEN - 12, '0') + newOpId();
+  return Date.now().toString(36).padStart(UNIQUE_LEN - 12, '0') + randomBytes(6).toString('hex');
 }
 
 export class DataLayout {

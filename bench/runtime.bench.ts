@@ -1,0 +1,151 @@
+// Runtime benchmark (issue 2): the sandbox actors' own overhead over their
+// steps, memory per idle sandbox, create throughput, PauseAll against its
+// ideal, and why sandboxes are root actors rather than spawned children.
+// Run: node --import tsx --expose-gc bench/runtime.bench.ts
+import { assign, createActor, createMachine, setup } from 'xstate';
+import { Supervisor } from '../actors/supervisor.ts';
+import { createFakeDrivers, type FakeDrivers } from '../drivers/fake/index.ts';
+
+const TEAM = { teamId: 'bench' };
+const gc = (globalThis as { gc?: () => void }).gc;
+if (gc === undefined) console.warn('run with --expose-gc for the heap figure');
+
+function setupFakes(latencyMs: number): FakeDrivers & { sup: Supervisor } {
+  const fakes = createFakeDrivers();
+  if (latencyMs > 0) fakes.host.faults.latency('*', latencyMs);
+  return { ...fakes, sup: new Supervisor({ drivers: fakes.drivers, slots: 20_000 }) };
+}
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const fmt = (x: number, d = 3) => x.toFixed(d);
+
+/**
+ * Runs `op` and returns elapsed / (driver calls it made × latency): the
+ * sequential sum of its steps' latencies. Parallel steps make it < 1.
+ */
+async function ratioOf(f: ReturnType<typeof setupFakes>, latencyMs: number, op: () => Promise<unknown>, sandboxId?: string) {
+  const log: Array<{ sandboxId: string | undefined }> = [];
+  const before = f.host.faults.callLog;
+  f.host.faults.callLog = log as never;
+  const t0 = performance.now();
+  await op();
+  const elapsed = performance.now() - t0;
+  f.host.faults.callLog = before;
+  // Loop and network calls carry no sandbox id; with one sandbox operating they are its own.
+  const calls = log.filter((c) => sandboxId === undefined || c.sandboxId === undefined || c.sandboxId === sandboxId).length;
+  return { ratio: elapsed / (calls * latencyMs), elapsed, calls };
+}
+
+async function alone(latencyMs: number) {
+  const f = setupFakes(latencyMs);
+  const rows: Array<[string, number, number, number]> = [];
+  let id = '';
+  const r1 = await ratioOf(f, latencyMs, async () => (id = (await f.sup.create(TEAM, { templateId: 'base' })).sandbox.id));
+  rows.push(['create (base)', r1.ratio, r1.elapsed, r1.calls]);
+  const r2 = await ratioOf(f, latencyMs, () => f.sup.pause(TEAM, id));
+  rows.push(['pause', r2.ratio, r2.elapsed, r2.calls]);
+  const r3 = await ratioOf(f, latencyMs, () => f.sup.resume(TEAM, id));
+  rows.push(['resume', r3.ratio, r3.elapsed, r3.calls]);
+  const r4 = await ratioOf(f, latencyMs, () => f.sup.snapshot(TEAM, id, { templateId: 'bench-tmpl' }));
+  rows.push(['live snapshot', r4.ratio, r4.elapsed, r4.calls]);
+  const r5 = await ratioOf(f, latencyMs, () => f.sup.destroy(TEAM, id));
+  rows.push(['destroy', r5.ratio, r5.elapsed, r5.calls]);
+  console.log(`\n1. Operation time / sum of its sequential step latencies, one sandbox alone (${latencyMs} ms per driver call)`);
+  console.log('   operation        ratio   elapsed ms  driver calls');
+  for (const [name, ratio, elapsed, calls] of rows) console.log(`   ${name.padEnd(15)} ${fmt(ratio)}   ${fmt(elapsed, 0).padStart(8)}   ${calls}`);
+}
+
+async function concurrent(n: number, latencyMs: number) {
+  const f = setupFakes(latencyMs);
+  // Per-operation sums: measured alone once (identical for every sandbox of the same template).
+  const probe = setupFakes(latencyMs);
+  const sums: Record<string, number> = {};
+  let pid = '';
+  sums.create = (await ratioOf(probe, latencyMs, async () => (pid = (await probe.sup.create(TEAM, { templateId: 'base' })).sandbox.id))).calls * latencyMs;
+  sums.pause = (await ratioOf(probe, latencyMs, () => probe.sup.pause(TEAM, pid))).calls * latencyMs;
+  sums.resume = (await ratioOf(probe, latencyMs, () => probe.sup.resume(TEAM, pid))).calls * latencyMs;
+  sums.destroy = (await ratioOf(probe, latencyMs, () => probe.sup.destroy(TEAM, pid))).calls * latencyMs;
+
+  const ratios: Record<string, number[]> = { create: [], pause: [], resume: [], destroy: [] };
+  const timed = async (name: string, op: () => Promise<unknown>) => {
+    const t0 = performance.now();
+    await op();
+    ratios[name]!.push((performance.now() - t0) / sums[name]!);
+  };
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      let id = '';
+      await timed('create', async () => (id = (await f.sup.create(TEAM, { templateId: 'base' })).sandbox.id));
+      await timed('pause', () => f.sup.pause(TEAM, id));
+      await timed('resume', () => f.sup.resume(TEAM, id));
+      await timed('destroy', () => f.sup.destroy(TEAM, id));
+    }),
+  );
+  console.log(`\n2. The same ratio with ${n} sandboxes operating at once (${latencyMs} ms per driver call)`);
+  console.log('   operation   p50     p99     max');
+  for (const [name, xs] of Object.entries(ratios)) console.log(`   ${name.padEnd(10)} ${fmt(pct(xs, 50))}   ${fmt(pct(xs, 99))}   ${fmt(Math.max(...xs))}`);
+}
+
+async function scale(n: number) {
+  gc?.();
+  const base = process.memoryUsage().heapUsed;
+  const f = setupFakes(0);
+  gc?.();
+  const withSupervisor = process.memoryUsage().heapUsed;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: n }, () => f.sup.create(TEAM, { templateId: 'base' })));
+  const createMs = performance.now() - t0;
+  gc?.();
+  gc?.();
+  const heap = process.memoryUsage().heapUsed - withSupervisor;
+  console.log(`\n3. ${n} sandboxes created at once (zero latency): ${fmt(createMs / 1000, 2)} s (${fmt((createMs * 1000) / n, 0)} µs each)`);
+  console.log(`4. Heap per idle Running sandbox with ${n} sandboxes (agent side: actors, context, logger, allocators): ${fmt(heap / n / 1024, 1)} KB`);
+  console.log(`   (fake drivers' own bookkeeping included; process heap before the supervisor: ${fmt(base / 1024 / 1024, 1)} MB)`);
+  return f;
+}
+
+async function pauseAll(n: number, latencyMs: number) {
+  const f = setupFakes(latencyMs);
+  const probe = setupFakes(latencyMs);
+  const { sandbox } = await probe.sup.create(TEAM, { templateId: 'base' });
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    await probe.sup.pause(TEAM, sandbox.id);
+    times.push(performance.now() - t0);
+    await probe.sup.resume(TEAM, sandbox.id);
+  }
+  const pauseMs = pct(times, 50);
+  await Promise.all(Array.from({ length: n }, () => f.sup.create(TEAM, { templateId: 'base' })));
+  const t0 = performance.now();
+  await f.sup.shutdown();
+  const elapsed = performance.now() - t0;
+  const ideal = Math.ceil(n / 8) * pauseMs;
+  const paused = f.sup.list(TEAM).filter((s) => s.status === 'paused').length;
+  console.log(`\n5. PauseAll (shutdown) of ${n} sandboxes, 8 at once: ${fmt(elapsed, 0)} ms; ideal ceil(${n}/8) × ${fmt(pauseMs, 1)} ms = ${fmt(ideal, 0)} ms; ratio ${fmt(elapsed / ideal)} (${paused} paused)`);
+}
+
+async function childrenVsRoots(n: number) {
+  const child = createMachine({ context: { n: 0 }, on: { PING: { actions: assign({ n: ({ context }) => context.n + 1 }) } } });
+  const parent = setup({ actors: { child } }).createMachine({
+    on: { ADD: { actions: assign(({ spawn }) => (spawn('child'), {})) } },
+  });
+  const p = createActor(parent).start();
+  let t0 = performance.now();
+  for (let i = 0; i < n; i++) p.send({ type: 'ADD' });
+  const spawned = performance.now() - t0;
+  t0 = performance.now();
+  const roots = Array.from({ length: n }, () => createActor(child).start());
+  const rooted = performance.now() - t0;
+  console.log(`\n6. Holding ${n} actors: spawned one by one under one parent ${fmt(spawned, 0)} ms, as root actors in a map ${fmt(rooted, 0)} ms (×${fmt(spawned / rooted, 1)}); sandboxes are root actors`);
+  for (const r of roots) r.stop();
+  p.stop();
+}
+
+const LATENCY = Number(process.env.BENCH_LATENCY_MS ?? 100);
+await alone(LATENCY);
+await concurrent(Number(process.env.BENCH_CONCURRENT ?? 1000), LATENCY);
+const big = await scale(Number(process.env.BENCH_SANDBOXES ?? 10_000));
+await big.sup.shutdown();
+await pauseAll(1000, Number(process.env.BENCH_PAUSE_LATENCY_MS ?? 2));
+await childrenVsRoots(5000);
