@@ -1,5 +1,8 @@
 import type { ErrorInfo } from '../core/errors.ts';
 import type { ExecRequest, ExecResult } from '../drivers/envd/envd.ts';
+import type { FlushedMetrics, MetricPoint } from './metrics/sampler.ts';
+
+export type { FlushedMetrics, MetricPoint };
 
 /**
  * What the supervisor offers its one client, the server (and tests). All
@@ -103,6 +106,10 @@ export interface SupervisorApi {
   ping(caller: Caller, id: string): void;
   setTimeout(caller: Caller, id: string, timeoutSec: number): void;
   exec(caller: Caller, id: string, req: ExecRequest): Promise<ExecResult>;
+  /** Points of one range (5m, 10m, 1h, 2h, 6h, 12h, 24h; else invalid_range); empty while not sampled. */
+  metrics(caller: Caller, id: string, range: string): MetricPoint[];
+  /** All three rings, cleared; sampling stops until the sandbox next enters Running. */
+  flushMetrics(caller: Caller, id: string): FlushedMetrics;
   listTemplates(caller: Caller): Promise<TemplateView[]>;
   deleteTemplate(caller: Caller, templateId: string): Promise<void>;
   info(): AgentInfo;

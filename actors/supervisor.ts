@@ -25,6 +25,8 @@ import { SlotAllocator } from './slots.ts';
 import { StepRunner } from './step-runner.ts';
 import { stepImplementations, type StepImpl } from './steps.ts';
 import type { StepName } from '../machines/sandbox/steps.ts';
+import { isMetricRange, RANGES } from './metrics/rings.ts';
+import type { FlushedMetrics, MetricPoint } from './metrics/sampler.ts';
 import { record, status, stepOf, view, type SandboxSnapshot } from './view.ts';
 
 export interface SupervisorOptions {
@@ -45,9 +47,19 @@ export interface SupervisorOptions {
   stepBoundMs?: (name: StepName) => number;
   /** Tests: the inactivity delay for a timeoutSec (default: timeoutSec seconds). */
   inactivityDelayMs?: (timeoutSec: number) => number;
+  /** Where metrics are read from (the MetricsSampler fed through onRunning/onLeaveRunning). */
+  metrics?: MetricsSource;
   /** xstate inspection of every sandbox actor (the live inspector). */
   inspect?: (event: InspectionEvent) => void;
   version?: string;
+}
+
+/** What the supervisor reads metrics from; the MetricsSampler fits. */
+export interface MetricsSource {
+  points(sandboxId: string, range: string): MetricPoint[];
+  flush(sandboxId: string): FlushedMetrics;
+  /** Whether the sandbox has rings (sampled now or since its last flush). */
+  has(sandboxId: string): boolean;
 }
 
 type SandboxActor = Actor<typeof sandboxMachine>;
@@ -209,6 +221,22 @@ export class Supervisor implements SupervisorApi {
     if (vm === null) throw new SandboxdError('not_running');
     const bound = AbortSignal.timeout((req.timeoutMs ?? 60_000) + 5_000);
     return this.#drivers.envd.exec(vm.envdUrl, req, { signal: bound });
+  }
+
+  metrics(caller: Caller, id: string, range: string): MetricPoint[] {
+    if (!isMetricRange(range)) {
+      throw new SandboxdError('invalid_range', `invalid range ${JSON.stringify(range)}: use one of ${Object.keys(RANGES).join(', ')}`);
+    }
+    this.#entry(caller, id);
+    const source = this.#opts.metrics;
+    // A sandbox that is not running has no rings: no points, not an error.
+    return source?.has(id) ? source.points(id, range) : [];
+  }
+
+  flushMetrics(caller: Caller, id: string): FlushedMetrics {
+    this.#entry(caller, id);
+    const source = this.#opts.metrics;
+    return source?.has(id) ? source.flush(id) : { points10m: [], points2h: [], points24h: [] };
   }
 
   async listTemplates(caller: Caller): Promise<TemplateView[]> {
@@ -450,7 +478,8 @@ export class Supervisor implements SupervisorApi {
   }
 
   #emit(event: LifecycleEvent): void {
-    this.#log.info({ sandboxId: event.sandboxId, event: event.type, reason: event.reason }, 'lifecycle event');
+    const step = this.#entries.get(event.sandboxId)?.step ?? 'gone';
+    this.#logFor(event.sandboxId).info({ step, event: event.type, reason: event.reason }, 'lifecycle event');
     for (const listener of this.#eventListeners) listener(event);
   }
 

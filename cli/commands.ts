@@ -145,6 +145,22 @@ export const commands: Record<string, CommandSpec> = {
       return r.exitCode;
     },
   },
+  metrics: {
+    args: '<id> [--range 5m|10m|1h|2h|6h|12h|24h] [--flush]',
+    summary: "a running sandbox's CPU, memory and disk samples (--flush: all rings, cleared)",
+    options: { range: str, flush: { type: 'boolean' } },
+    optionHelp: ['--range R       5m (default), 10m, 1h, 2h, 6h, 12h or 24h', '--flush         return every ring, clear them and stop sampling'],
+    async run(ctx, v, pos) {
+      const id = one(pos, 'sandbox id');
+      const client = await ctx.client();
+      if (v.flush === true) {
+        const r = await client.call('sandbox.flushMetrics', { id });
+        return print(ctx, r, () => fmt.metricTable([...r.points24h, ...r.points2h, ...r.points10m]));
+      }
+      const r = await client.call('sandbox.metrics', { id, range: (v.range as string | undefined) ?? '5m' });
+      return print(ctx, r.points, () => fmt.metricTable(r.points));
+    },
+  },
   templates: {
     args: '[list | delete <templateId>]',
     summary: 'list templates, or delete one',

@@ -66,6 +66,14 @@ function keyValues(rows: [string, string][]): string {
   return rows.map(([k, v]) => `${(k + ':').padEnd(width + 1)} ${v}`).join('\n') + '\n';
 }
 
+export function metricTable(points: { ts: number; cpuPct: number; memBytes: number; diskBytes: number }[]): string {
+  if (points.length === 0) return 'no samples (the sandbox is not running, or was just started)\n';
+  return table(
+    ['TIME', 'CPU %', 'MEMORY', 'DISK'],
+    points.map((p) => [new Date(p.ts).toISOString(), p.cpuPct.toFixed(1), bytes(p.memBytes), bytes(p.diskBytes)]),
+  );
+}
+
 export function bytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;

@@ -1,5 +1,6 @@
 import type { Caller, SupervisorApi } from '../actors/api.ts';
 import { SandboxdError } from '../core/errors.ts';
+import { inspectMethods, type InspectPort } from './inspect/methods.ts';
 import type { RpcResults } from './protocol.ts';
 import type { MethodName, ParsedParamsOf } from './schemas.ts';
 
@@ -20,6 +21,8 @@ export interface CallContext {
   caller: Caller;
   supervisor: SupervisorApi;
   subscriptions: SubscriptionPort;
+  /** Absent when the agent runs without the inspector. */
+  inspect?: InspectPort;
 }
 
 type Handler<M extends MethodName> = (ctx: CallContext, p: ParsedParamsOf<M>) => RpcResults[M] | Promise<RpcResults[M]>;
@@ -90,6 +93,14 @@ export const methods: { [M in MethodName]: MethodSpec<M> } = {
     lifecycle: false,
     run: ({ caller, supervisor }, { id, ...req }) => supervisor.exec(caller, id, req),
   },
+  'sandbox.metrics': {
+    lifecycle: false,
+    run: ({ caller, supervisor }, p) => ({ points: supervisor.metrics(caller, p.id, p.range) }),
+  },
+  'sandbox.flushMetrics': {
+    lifecycle: false,
+    run: ({ caller, supervisor }, p) => supervisor.flushMetrics(caller, p.id),
+  },
   'template.list': {
     lifecycle: false,
     run: async ({ caller, supervisor }) => ({ templates: await supervisor.listTemplates(caller) }),
@@ -117,4 +128,5 @@ export const methods: { [M in MethodName]: MethodSpec<M> } = {
     },
   },
   'agent.info': { lifecycle: false, run: ({ supervisor }) => supervisor.info() },
+  ...inspectMethods,
 };

@@ -1,10 +1,12 @@
-import type { AgentInfo, LifecycleEvent, SandboxView, StateChange, TemplateView } from '../actors/api.ts';
+import type { AgentInfo, FlushedMetrics, LifecycleEvent, MetricPoint, SandboxView, StateChange, TemplateView } from '../actors/api.ts';
 import type { ExecResult } from '../drivers/envd/envd.ts';
+import type { InspectEntry } from './inspect/feed.ts';
+import type { InspectResults } from './inspect/schemas.ts';
 import type { MethodName, ParamsOf } from './schemas.ts';
 
 // Wire types shared by the server, the typed client and the CLI.
 
-export interface RpcResults {
+export interface RpcResults extends InspectResults {
   'sandbox.create': { sandbox: SandboxView; diskSizeBytes: number };
   'sandbox.get': SandboxView;
   'sandbox.list': { sandboxes: SandboxView[] };
@@ -16,6 +18,8 @@ export interface RpcResults {
   'sandbox.ping': Record<string, never>;
   'sandbox.setTimeout': Record<string, never>;
   'sandbox.exec': ExecResult;
+  'sandbox.metrics': { points: MetricPoint[] };
+  'sandbox.flushMetrics': FlushedMetrics;
   'template.list': { templates: TemplateView[] };
   'template.delete': Record<string, never>;
   'events.subscribe': { subscriptionId: string };
@@ -33,7 +37,8 @@ export type EventNotice = Omit<LifecycleEvent, 'teamId'>;
 
 export type Notification =
   | { method: 'sandbox.state'; params: StateNotice }
-  | { method: 'sandbox.event'; params: EventNotice };
+  | { method: 'sandbox.event'; params: EventNotice }
+  | { method: 'inspect.event'; params: InspectEntry };
 
 export interface RpcErrorBody {
   code: number;

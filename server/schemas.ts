@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { NAME_ID, SANDBOX_ID } from '../core/ids.ts';
+import { inspectSchemas } from './inspect/schemas.ts';
 
 // The one place that says what a client may send. Every object is strict (an
 // unknown field is an error, so a typo never silently does the default), every
@@ -63,11 +64,15 @@ export const schemas = {
     cwd: z.string().max(4096).startsWith('/', 'must be an absolute path').refine(noNul, 'must not contain NUL').optional(),
     timeoutMs: z.int().min(1).max(24 * 3600 * 1000).optional(),
   }),
+  // The range is judged by the supervisor, so a bad one answers invalid_range (lifecycle.md), not invalid params.
+  'sandbox.metrics': z.strictObject({ id: sandboxId, range: z.string().max(16) }),
+  'sandbox.flushMetrics': byId,
   'template.list': empty,
   'template.delete': z.strictObject({ templateId: nameId }),
   'events.subscribe': z.strictObject({ sandboxId: sandboxId.optional() }),
   'events.unsubscribe': z.strictObject({ subscriptionId: z.string().max(32).regex(/^sub-[0-9]+$/) }),
   'agent.info': empty,
+  ...inspectSchemas,
 } as const;
 
 export type MethodName = keyof typeof schemas;
@@ -79,8 +84,6 @@ export type ParsedParamsOf<M extends MethodName> = z.output<(typeof schemas)[M]>
 /** Methods of protocol.md that the supervisor does not back yet: answered -32601. */
 export const notImplementedMethods = [
   'sandbox.execStream',
-  'sandbox.metrics',
-  'sandbox.flushMetrics',
   'pty.start', 'pty.attach', 'pty.input', 'pty.resize', 'pty.kill',
   'process.start', 'process.connect', 'process.list', 'process.kill',
   'template.import',

@@ -124,6 +124,11 @@ export class MetricsSampler {
     return out;
   }
 
+  /** Whether the sandbox has rings (sampled now, or flushed and not yet stopped). */
+  has(sandboxId: string): boolean {
+    return this.entries.has(sandboxId);
+  }
+
   /** Number of sandboxes being sampled right now. */
   get active(): number {
     let n = 0;

@@ -115,6 +115,17 @@ export class FakeSupervisor implements SupervisorApi {
     return { exitCode, stdout: `${req.cmd} ${req.args.join(' ')}\n`, stderr: '' };
   }
 
+  metrics(caller: Caller, id: string, range: string) {
+    this.own(caller, id);
+    if (!['5m', '10m', '1h', '2h', '6h', '12h', '24h'].includes(range)) throw new SandboxdError('invalid_range');
+    return [];
+  }
+
+  flushMetrics(caller: Caller, id: string) {
+    this.own(caller, id);
+    return { points10m: [], points2h: [], points24h: [] };
+  }
+
   async listTemplates(caller: Caller) {
     return this.templates.filter((t) => caller.teamId === null || t.teamId === 'system' || t.teamId === caller.teamId);
   }

@@ -1,0 +1,64 @@
+// The agent's entry point (`npm start`): configuration, drivers, start-up
+// cleanup, the first-start base template and admin token, then the supervisor
+// behind the WebSocket server until SIGTERM/SIGINT.
+import { parseArgs } from 'node:util';
+import { ensureAdminToken } from '../agent/admin-token.ts';
+import { ensureBaseTemplate } from '../agent/base-template.ts';
+import { createRuntime } from '../agent/runtime.ts';
+import { loadConfig, type AgentConfig } from '../core/config.ts';
+import { SandboxdError } from '../core/errors.ts';
+import { createLogger } from '../core/log.ts';
+import { createServer, installSignalHandlers, type TokenEntry } from '../server/index.ts';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  if (values.help) {
+    process.stdout.write('usage: sandboxd [--config FILE]   (settings: README, "Configuration"; env SANDBOXD_* overrides the file)\n');
+    return;
+  }
+  let config: AgentConfig;
+  try {
+    config = loadConfig(values.config === undefined ? {} : { configPath: values.config });
+  } catch (err) {
+    process.stderr.write(`sandboxd: ${(err as Error).message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const log = createLogger({ level: config.logLevel });
+  const runtime = await createRuntime(config, log);
+  const { supervisor, agent } = runtime;
+
+  const removed = await runtime.cleanupOrphans(AbortSignal.timeout(120_000));
+  if (removed.length > 0) log.info({ removed }, 'removed staging and trash left by a crash');
+  const base = await ensureBaseTemplate(agent.drivers.templates, agent.dirs.run, log, { signal: AbortSignal.timeout(120_000) });
+  if (base.kind === 'mkfs-missing') log.error(base.detail);
+
+  const tokens: TokenEntry[] = config.tokens.map((t) => ({ sha256: t.sha256.toLowerCase(), teamId: t.teamId }));
+  let tokenHint: string | null = null;
+  if (tokens.length === 0) {
+    const admin = await ensureAdminToken(config.dataDir);
+    tokens.push({ sha256: admin.sha256, teamId: null });
+    log.info({ path: admin.path, created: admin.created }, 'no tokens configured: using the admin token file');
+    tokenHint = admin.path;
+  }
+
+  let ready = false;
+  const server = createServer({ supervisor, tokens, logger: log, isReady: () => ready && !supervisor.draining });
+  installSignalHandlers(server, supervisor, { logger: log });
+  const address = await server.listen(config.listen.port, config.listen.host);
+  ready = true;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `ws://${host}:${address.port}/v1`;
+  log.info({ url, port: address.port, backends: agent.backends }, `listening on ${url}`);
+  log.info(`health: http://${host}:${address.port}/readyz  ·  Prometheus: http://${host}:${address.port}/metrics`);
+  if (tokenHint !== null) {
+    // The path, never the token: a newcomer copies it into the shell.
+    log.info(`to drive it: export SANDBOXD_URL=${url} SANDBOXD_TOKEN=$(cat ${tokenHint}); bin/sandboxctl create`);
+  }
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof SandboxdError ? `${err.code}: ${err.message}` : err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`sandboxd: start-up failed: ${message}\n`);
+  process.exit(1);
+});
