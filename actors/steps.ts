@@ -26,9 +26,8 @@ export interface StepDeps {
 export type StepImpl = (context: SandboxContext, signal: AbortSignal) => Promise<StepOutput | undefined>;
 
 const MiB = 1024 * 1024;
-/** Device names carry a fixed prefix; the validated sandbox id makes them unique. */
+/** Device names carry a fixed prefix (the disk driver's own, when it names one); the validated sandbox id makes them unique. */
 export const diskName = (sandboxId: string) => `sbxd-${sandboxId}`;
-const flattenDiskName = (sandboxId: string) => `sbxd-flat-${sandboxId}`;
 
 function need<T>(value: T | null | undefined, what: string): T {
   if (value === null || value === undefined) throw new SandboxdError('internal', `step needs ${what}, which is not held`);
@@ -75,8 +74,9 @@ function snapshotMeta(c: SandboxContext, kind: SnapshotMeta['kind'], now: Date):
 /** Every step of the sandbox machine, in terms of driver calls. */
 export function stepImplementations(deps: StepDeps): Record<StepName, StepImpl> {
   const { drivers: d, loops, slots } = deps;
+  const deviceName = (id: string) => d.disk.deviceName?.(id) ?? diskName(id);
   const diskRequest = (c: SandboxContext): DiskRequest => ({
-    name: diskName(c.id),
+    name: deviceName(c.id),
     originDevice: need(c.res.loopDevice, 'the origin loop'),
     originPath: need(c.res.originPath, 'the origin path'),
     cowPath: c.res.cowPath ?? d.files.cowPath(c.id),
@@ -248,8 +248,9 @@ export function stepImplementations(deps: StepDeps): Record<StepName, StepImpl> 
       const out = join(need(c.res.stagingDir, 'a staging dir'), 'rootfs.ext4');
       const origin = need(c.res.loopDevice, 'the base rootfs loop');
       const size = await d.loop.sizeBytes(origin, { signal });
+      // The sandbox's own disk name: the driver derives its temporary device's name from it.
       const req: DiskRequest = {
-        name: flattenDiskName(c.id),
+        name: deviceName(c.id),
         originDevice: origin,
         originPath: need(c.res.originPath, 'the base rootfs path'),
         cowPath: need(c.res.cowPath, 'the CoW'),

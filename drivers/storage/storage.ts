@@ -43,6 +43,12 @@ export interface DiskHandle {
  */
 export interface DiskDriver {
   readonly kind: 'dm' | 'clone';
+  /**
+   * The device name of a sandbox's disk (the driver's prefix + the id). Optional:
+   * without it the runtime uses `sbxd-<id>`; with it, a driver built with another
+   * prefix (tests use `sbxt-`) gets names it accepts.
+   */
+  deviceName?(sandboxId: string): string;
   /** Makes a zero-started CoW file and the device over origin+CoW. Idempotent for the same request. */
   create(req: DiskRequest, opts: CallOpts): Promise<DiskHandle>;
   /** Re-attaches the device over an existing CoW (resume). */

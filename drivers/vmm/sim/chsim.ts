@@ -113,7 +113,7 @@ function main(cmd: CommandLine): void {
   vmm.onExitRequest((code) => exit(code, 'guest powered off'));
 
   envd
-    .listen()
+    .listen(cmd.sim.envdListen)
     .then((url) => {
       writeAtomic(envdFile, url);
       log.log('info', `stand-in envd at ${url}`);

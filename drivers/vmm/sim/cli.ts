@@ -20,6 +20,12 @@ export interface SimOptions {
   stateDir: string | undefined;
   /** v53: idle time before the background uffd prefault starts. */
   prefaultStartMs: number;
+  /**
+   * Where the stand-in envd listens; loopback on an ephemeral port when absent.
+   * Set (e.g. to the guest IP and envd's port) when the simulator runs inside a
+   * sandbox's network namespace, so the host reaches it the way it reaches a guest.
+   */
+  envdListen: { host: string; port: number } | undefined;
 }
 
 export interface CommandLine {
@@ -40,7 +46,7 @@ const VALUE_FLAGS = new Set([
   '--api-socket', '--kernel', '--firmware', '--cmdline', '--initramfs', '--disk', '--net', '--cpus', '--memory',
   '--balloon', '--serial', '--console', '--log-file', '--restore', '--seccomp', '--rng', '--event-monitor',
   '--platform', '--sim-version', '--sim-violations', '--sim-faults', '--sim-pidfile', '--sim-state-dir',
-  '--sim-prefault-start-ms',
+  '--sim-prefault-start-ms', '--sim-envd-listen',
 ]);
 const MULTI_FLAGS = new Set(['--disk', '--net']);
 const VM_CONFIG_FLAGS = ['--cmdline', '--initramfs', '--disk', '--net', '--cpus', '--memory', '--balloon', '--serial', '--console'];
@@ -168,6 +174,17 @@ function parseRestore(text: string, version: SimVersion): RestoreRequest {
   return out;
 }
 
+/** `IPv4:PORT`; anything else is refused rather than guessed at. */
+function parseListen(text: string | undefined): SimOptions['envdListen'] {
+  if (text === undefined || text === '') return undefined;
+  const m = /^((?:\d{1,3}\.){3}\d{1,3}):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[2]);
+  if (!m || m[1]!.split('.').some((o) => Number(o) > 255) || port < 1 || port > 65535) {
+    throw new CliError(`chsim: invalid --sim-envd-listen "${text}" (expected IPv4:PORT)`);
+  }
+  return { host: m[1]!, port };
+}
+
 export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv): CommandLine {
   const { values, verbosity, bools } = collect(argv);
   const one = (flag: string): string | undefined => values.get(flag)?.[0];
@@ -183,6 +200,7 @@ export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv
     pidfile: one('--sim-pidfile'),
     stateDir: one('--sim-state-dir'),
     prefaultStartMs: integer('--sim-prefault-start-ms', 'value', prefaultText),
+    envdListen: parseListen(one('--sim-envd-listen') ?? env.CHSIM_ENVD_LISTEN),
   };
   if (bools.has('--version')) {
     return { apiSocket: '', vmConfig: undefined, restore: undefined, restoreIgnored: false, logFile: undefined, verbosity, noShutdown: false, sim, printVersion: true };

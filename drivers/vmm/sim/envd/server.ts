@@ -96,13 +96,13 @@ export class EnvdServer {
     if (!handleRest(req, res, body, { vmm: this.deps.vmm, preloader: this.preloader })) notFound(res);
   }
 
-  /** Listens on loopback and returns the base URL. */
-  listen(): Promise<string> {
+  /** Listens (on loopback and an ephemeral port unless told otherwise) and returns the base URL. */
+  listen(at: { host: string; port: number } = { host: '127.0.0.1', port: 0 }): Promise<string> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(0, '127.0.0.1', () => {
+      this.server.listen(at.port, at.host, () => {
         const { port } = this.server.address() as AddressInfo;
-        resolve(`http://127.0.0.1:${port}`);
+        resolve(`http://${at.host}:${port}`);
       });
     });
   }
