@@ -155,10 +155,14 @@ export function loadConfig(opts: LoadOptions = {}): AgentConfig {
   const result = ConfigSchema.safeParse(raw);
   if (!result.success) {
     const lines = result.error.issues.slice(0, 10).map((issue) => {
-      const key = issue.path.map(String).join('.') || '(top level)';
-      const from = sourceOf(sources, issue.path.map(String));
-      const unknown = issue.code === 'unrecognized_keys' ? ` ${issue.keys.join(', ')}` : '';
-      return `${key}${unknown}: ${issue.message}${from === undefined ? '' : ` (from ${from})`}`;
+      const path = issue.path.map(String);
+      if (issue.code === 'unrecognized_keys') {
+        const keys = issue.keys.map((k) => [...path, k].join('.'));
+        const from = sourceOf(sources, [...path, issue.keys[0] ?? '']);
+        return `unknown key ${keys.join(', ')}${from === undefined ? '' : ` (from ${from})`}`;
+      }
+      const from = sourceOf(sources, path);
+      return `${path.join('.') || '(top level)'}: ${issue.message}${from === undefined ? '' : ` (from ${from})`}`;
     });
     throw configError(lines.join('; '));
   }
