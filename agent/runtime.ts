@@ -4,6 +4,7 @@ import { createSupervisor, type Supervisor, type SupervisorOptions } from '../ac
 import type { AgentConfig } from '../core/config.ts';
 import type { Logger } from '../core/log.ts';
 import { createDrivers, type AgentDrivers, type FactoryOptions } from '../drivers/factory.ts';
+import type { Drivers } from '../drivers/index.ts';
 
 /**
  * The agent's runtime without its listener: real drivers per config, the
@@ -22,6 +23,8 @@ export interface RuntimeOptions extends FactoryOptions {
   inspect?: (event: InspectionEvent) => void;
   /** Tests: sampling interval (default 1 s, lifecycle.md). */
   metricsIntervalMs?: number;
+  /** Benchmarks and tests: wraps the driver bundle before the supervisor gets it (to time or observe calls). */
+  wrapDrivers?: (drivers: Drivers) => Drivers;
   /** Tests: passed through to the supervisor. */
   supervisor?: Partial<Pick<SupervisorOptions, 'wrapStep' | 'stepBoundMs' | 'inactivityDelayMs'>>;
 }
@@ -33,8 +36,9 @@ export async function createRuntime(config: AgentConfig, log: Logger, opts: Runt
     log: log.child({ component: 'metrics' }),
     ...(opts.metricsIntervalMs === undefined ? {} : { intervalMs: opts.metricsIntervalMs }),
   });
+  const drivers = opts.wrapDrivers?.(agent.drivers) ?? agent.drivers;
   const supervisor = createSupervisor({
-    drivers: agent.drivers,
+    drivers,
     logger: log,
     slots: config.slots,
     defaultDiskSizeMB: config.defaultDiskSizeMB,
