@@ -143,15 +143,7 @@ export class SqliteStore implements SandboxStore, ResourceLedger {
 
   #move(kind: string, name: string, sandboxId: string | null, to: LedgerState): LedgerEntry {
     checkKey(kind, name, sandboxId);
-    return this.#use('ledger', () =>
-      this.#db!.transaction(() => {
-        const current = this.#sql.resource.get(kind, name) as ResourceRow | undefined;
-        if (decideMove(current, to, { kind, name, sandboxId }) === 'same') return entryOf(current!);
-        const row: ResourceRow = { kind, name, sandboxId, state: to, updatedMs: Date.now() };
-        this.#sql.putResource.run(row);
-        return entryOf(row);
-      }).immediate(),
-    );
+    return this.#use('ledger', () => this.#sql.move.immediate(kind, name, sandboxId, to));
   }
 
   #parse(rows: SandboxRow[]): SandboxRecord[] {
@@ -185,7 +177,7 @@ function entryOf(row: ResourceRow): LedgerEntry {
 }
 
 function prepare(db: Database.Database) {
-  return {
+  const stmts = {
     upsert: db.prepare(
       `INSERT INTO sandboxes (id, team_id, template_id, status, step, op_id, incarnation, slot, updated_ms, doc)
        VALUES (@id, @teamId, @templateId, @status, @step, @opId, @incarnation, @slot, @now, @doc)
@@ -205,4 +197,13 @@ function prepare(db: Database.Database) {
     ledgerAgent: db.prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources WHERE sandbox_id IS NULL ORDER BY kind, name`),
     ledgerOf: db.prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources WHERE sandbox_id = ? ORDER BY kind, name`),
   };
+  // Read, decide and write in one transaction: the move is committed (and synced) before the caller acts.
+  const move = db.transaction((kind: string, name: string, sandboxId: string | null, to: LedgerState): LedgerEntry => {
+    const current = stmts.resource.get(kind, name) as ResourceRow | undefined;
+    if (decideMove(current, to, { kind, name, sandboxId }) === 'same') return entryOf(current!);
+    const row: ResourceRow = { kind, name, sandboxId, state: to, updatedMs: Date.now() };
+    stmts.putResource.run(row);
+    return entryOf(row);
+  });
+  return { ...stmts, move };
 }
