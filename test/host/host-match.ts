@@ -89,6 +89,8 @@ export async function assertHostMatches(rig: Rig, where: string): Promise<HostIn
     assert.ok(inv.network.hostLinks.includes(`${rig.net.prefix}-v${slot}`), `slot ${slot} has no host veth ${where}`);
     const hostRoute = inv.network.hostRoutes.some((r) => r.dev === `${rig.net.prefix}-v${slot}` && !r.dst.includes('/'));
     assert.ok(hostRoute, `slot ${slot} has no route to its host IP ${where}`);
+    const nat = inv.network.inNamespace[ns]?.natRules.filter((c) => c === `${rig.net.prefix}-slot-${slot}`).length;
+    assert.equal(nat, 2, `slot ${slot} lacks its DNAT/SNAT pair ${where}`);
   }
   return inv;
 }

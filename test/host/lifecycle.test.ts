@@ -125,3 +125,24 @@ test('create, pause, resume, live and paused snapshots, create from a snapshot, 
   for (const id of ['snap1', 'snap2', 'flat1']) await rig.sup.deleteTemplate(CALLER, id);
   assert.deepEqual((await rig.sup.listTemplates(CALLER)).map((x) => x.templateId), ['base']);
 });
+
+test('sandboxes of one template share one read-only loop, detached only when the last holder pauses or goes', { skip, timeout: 60_000 }, async (t) => {
+  const rig = await makeRig(t, { net: LIFECYCLE_NET });
+  const x = (await rig.sup.create(CALLER, { templateId: 'base', id: 'sb-sharex', memoryMB: 128 })).sandbox.id;
+  const y = (await rig.sup.create(CALLER, { templateId: 'base', id: 'sb-sharey', memoryMB: 128 })).sandbox.id;
+  let inv = await assertHostMatches(rig, 'with two sandboxes of one template');
+  assert.equal(inv.storage.loops.filter((l) => l.readOnly).length, 1, 'one origin loop for both');
+  assert.deepEqual([...rig.sup.loops.held()], [[rig.basePath, 2]]);
+
+  await rig.sup.pause(CALLER, x);
+  inv = await assertHostMatches(rig, 'after one of them paused');
+  assert.deepEqual([...rig.sup.loops.held()], [[rig.basePath, 1]], 'the running one still holds the loop');
+  await rig.sup.destroy(CALLER, y);
+  inv = await assertHostMatches(rig, 'after the running one went');
+  assert.deepEqual(inv.storage.loops, [], 'no holder left: the loop is detached');
+
+  await rig.sup.resume(CALLER, x);
+  await assertHostMatches(rig, 'after resume re-attached it');
+  await rig.sup.destroy(CALLER, x);
+  await assertHostEmpty(rig, 'after the last destroy');
+});
