@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import { SandboxdError } from '../../core/errors.ts';
 import { status } from '../../actors/view.ts';
 import { assertHostEmpty, assertHostMatches } from './host-match.ts';
-import { CALLER, FAULTS_NET, makeRig, missingHost, type Rig } from './rig.ts';
+import { CALLER, FAULTS_NET, makeRig, missingHost, vmmProcesses, type Rig } from './rig.ts';
 
 const skip = await missingHost();
 
@@ -102,4 +102,27 @@ test('a dm device that stays open through every remove attempt puts the pausing 
   await holder.close();
   await rig.sup.destroy(CALLER, id);
   await assertHostEmpty(rig, 'after destroy');
+});
+
+test('a VMM killed while its sandbox runs releases the network, slot, disk, loop and dirs on the real host and drops the sandbox', { skip, timeout: 60_000 }, async (t) => {
+  const rig = await makeRig(t, { net: FAULTS_NET });
+  const id = (await rig.sup.create(CALLER, { templateId: 'base', id: 'sb-crash', memoryMB: 128 })).sandbox.id;
+  const events: string[] = [];
+  rig.sup.onEvent((e) => {
+    if (e.sandboxId === id) events.push(e.type);
+  });
+  // The deadline's timer also keeps the event loop alive: the VMM child is unref'd.
+  const gone = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${id} still there: ${JSON.stringify(rig.sup.snapshotOf(id)?.value)}`)), 30_000);
+    rig.sup.onState((c) => {
+      if (c.sandboxId === id && rig.sup.snapshotOf(id) === undefined) (clearTimeout(timer), resolve());
+    });
+  });
+  const pid = vmmProcesses(rig.runDir).get(id);
+  assert.ok(pid !== undefined, 'the VMM runs');
+  process.kill(pid, 'SIGKILL');
+  await gone;
+  assert.ok(events.includes('error'), `sandbox.error emitted (got ${events.join(', ')})`);
+  await assertHostEmpty(rig, 'after the crash was cleaned up');
+  assert.deepEqual(readdirSync(rig.runDir), [], 'no socket, pidfile or envd file of the dead VMM');
 });

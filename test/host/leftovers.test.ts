@@ -13,7 +13,7 @@ import { deviceMapperAvailable } from '../../drivers/storage/dm-disk.ts';
 
 const TEST_DIR = '/tmp/sandboxd-test-';
 const PREFIX = 'sbxt';
-const SETTLE_MS = 20_000;
+const SETTLE_MS = 30_000;
 
 async function run(file: string, args: string[]): Promise<string> {
   const r = await execa(file, args, { timeout: 10_000, reject: false });

@@ -101,8 +101,51 @@ export interface RigOptions {
   supervisor?: Partial<SupervisorOptions>;
 }
 
+/**
+ * Several people (or runs) may test on one machine at once: a second run of the
+ * same file would use the same names and sweep the first one's slots. One lock
+ * per network prefix (a dir made atomically, naming its owner's pid; a dead
+ * owner's lock is taken over) makes them take turns.
+ */
+async function lockPrefix(prefix: string, undo: (fn: () => unknown) => void): Promise<void> {
+  const lock = `/tmp/sandboxd-test-lock-${prefix}`;
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
+      undo(() => rmSync(lock, { recursive: true, force: true }));
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const owner = Number(readFileSafe(join(lock, 'pid')));
+    if (owner > 0 && !pidAlive(owner)) rmSync(lock, { recursive: true, force: true });
+    else if (Date.now() > deadline) throw new Error(`${lock} is still held by pid ${owner}`);
+    else await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function readFileSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export async function makeRig(t: TestContext, o: RigOptions): Promise<Rig> {
   const undo = cleanups(t);
+  await lockPrefix(o.net.prefix, undo);
   const root = mkdtempSync('/tmp/sandboxd-test-host-');
   undo(() => rmSync(root, { recursive: true, force: true }));
   const dataDir = join(root, 'data');
