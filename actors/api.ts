@@ -1,5 +1,9 @@
+import type { SandboxSpec } from '../core/sandbox-spec.ts';
 import type { ErrorInfo } from '../core/errors.ts';
-import type { ExecRequest, ExecResult } from '../drivers/envd/envd.ts';
+import type {
+  ExecRequest, ExecResult, GuestProcess, ProcessSelector, ProcessStartRequest, ProcessStream, PtySize, PtyStartRequest,
+} from '../drivers/envd/envd.ts';
+import type { TrackedConnection } from './connections.ts';
 import type { FlushedMetrics, MetricPoint } from './metrics/sampler.ts';
 
 export type { FlushedMetrics, MetricPoint };
@@ -41,14 +45,7 @@ export type SandboxStatus =
   | 'error'
   | 'destroyed';
 
-export interface SandboxView {
-  id: string;
-  teamId: string;
-  templateId: string;
-  vcpus: number;
-  memoryMB: number;
-  diskSizeMB: number;
-  timeoutSec: number;
+export interface SandboxView extends SandboxSpec {
   status: SandboxStatus;
   step: string;
   slot: number | null;
@@ -93,7 +90,40 @@ export interface AgentInfo {
   backends: { disk: string; network: string };
 }
 
-export interface SupervisorApi {
+export interface ImportTemplateParams {
+  templateId: string;
+  /** Absolute path of a rootfs image (a regular file) on the agent's host. */
+  path: string;
+  /** The owning team (default: system, visible to every team). */
+  teamId?: string;
+}
+
+/** What the port proxy needs to forward one connection into a sandbox. */
+export interface ProxyTarget {
+  /** The sandbox's own address: the only host the proxy ever connects to. */
+  hostIp: string;
+  /** Ends the connection's registration with the sandbox's drain. */
+  release: () => void;
+}
+
+/**
+ * Guest streams: each is Running-only (not_running otherwise), counts as
+ * activity, and is closed when the sandbox leaves Running.
+ */
+export interface GuestStreamApi {
+  execStream(caller: Caller, id: string, req: ExecRequest): Promise<ProcessStream>;
+  ptyStart(caller: Caller, id: string, req: PtyStartRequest): Promise<ProcessStream>;
+  ptyAttach(caller: Caller, id: string, process: ProcessSelector): Promise<ProcessStream>;
+  ptyInput(caller: Caller, id: string, process: ProcessSelector, data: Buffer): Promise<void>;
+  ptyResize(caller: Caller, id: string, process: ProcessSelector, size: PtySize): Promise<void>;
+  ptyKill(caller: Caller, id: string, process: ProcessSelector): Promise<void>;
+  processStart(caller: Caller, id: string, req: ProcessStartRequest): Promise<{ pid: number }>;
+  processConnect(caller: Caller, id: string, process: ProcessSelector): Promise<ProcessStream>;
+  processList(caller: Caller, id: string): Promise<GuestProcess[]>;
+  processKill(caller: Caller, id: string, process: ProcessSelector, signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+}
+
+export interface SupervisorApi extends GuestStreamApi {
   create(caller: Caller, params: CreateParams): Promise<{ sandbox: SandboxView; diskSizeBytes: number }>;
   get(caller: Caller, id: string): SandboxView;
   list(caller: Caller, filter?: { status?: SandboxStatus }): SandboxView[];
@@ -110,6 +140,14 @@ export interface SupervisorApi {
   metrics(caller: Caller, id: string, range: string): MetricPoint[];
   /** All three rings, cleared; sampling stops until the sandbox next enters Running. */
   flushMetrics(caller: Caller, id: string): FlushedMetrics;
+  /**
+   * Registers a proxied connection with the sandbox's drain and counts it as
+   * activity: not_found for another team, draining while a pause drains,
+   * not_running unless Running. `conn.close` is the drain's force-close.
+   */
+  proxyConnect(caller: Caller, id: string, conn: TrackedConnection): ProxyTarget;
+  /** Admin only: a host rootfs image becomes a base template. */
+  importTemplate(caller: Caller, params: ImportTemplateParams): Promise<TemplateView>;
   listTemplates(caller: Caller): Promise<TemplateView[]>;
   deleteTemplate(caller: Caller, templateId: string): Promise<void>;
   info(): AgentInfo;

@@ -37,8 +37,10 @@ export type EventNotice = Omit<LifecycleEvent, 'teamId'>;
 
 export type Notification =
   | { method: 'sandbox.state'; params: StateNotice }
-  | { method: 'sandbox.event'; params: EventNotice }
-  | { method: 'inspect.event'; params: InspectEntry };
+  | { method: 'sandbox.event'; params: EventNotice };
+
+/** Notifications of inspect.subscribe; `inspect.gap` says entries were dropped (fetch inspect.history again). */
+export type InspectNotification = { method: 'inspect.event'; params: InspectEntry } | { method: 'inspect.gap'; params: Record<string, never> };
 
 export interface RpcErrorBody {
   code: number;

@@ -1,15 +1,10 @@
+import type { SandboxSpec } from '../../core/sandbox-spec.ts';
+
 /**
  * The durable record of one sandbox, handed to the store on every transition.
  * Plain JSON: the store knows nothing of the machine that produced it.
  */
-export interface SandboxRecord {
-  id: string;
-  teamId: string;
-  templateId: string;
-  vcpus: number;
-  memoryMB: number;
-  diskSizeMB: number;
-  timeoutSec: number;
+export interface SandboxRecord extends SandboxSpec {
   /** Top-level state: creating, running, pausing, paused, resuming, snapshotting, flattening, destroying, error, destroyed. */
   status: string;
   /** Active leaf state(s), e.g. "pausing.snapshotVm". */

@@ -61,6 +61,20 @@ export function step(src: ForwardStep, opts: StepOptions): StateConfig {
 }
 
 /**
+ * One region of a parallel provisioning state: its steps in order, ending in
+ * `done`, or in `failed` at the first failure. Once the other region failed or
+ * a destroy waits, it stops after its current step: nothing is torn out from
+ * under a step in flight.
+ */
+export function region(steps: ReadonlyArray<readonly [ForwardStep, string]>): StateConfig {
+  const states: Record<string, StateConfig> = { done: { type: 'final' }, failed: { type: 'final' } };
+  steps.forEach(([name, description], i) => {
+    states[name] = step(name, { next: steps[i + 1]?.[0] ?? 'done', onError: 'failed', stopTo: 'failed', description });
+  });
+  return { initial: steps[0]![0], states };
+}
+
+/**
  * Undoes, in `order`, each resource that is still held. A failed undo is recorded
  * and the chain goes on with the rest; the enclosing state's `onDone` sees
  * `releaseFailed`. Reaches its final state `released` either way.

@@ -1,3 +1,4 @@
+import type { SandboxSpec } from '../../core/sandbox-spec.ts';
 import type { ErrorInfo } from '../../core/errors.ts';
 import type { SnapshotMeta } from '../../drivers/files/meta.ts';
 import type { TemplateInfo } from '../../drivers/files/files.ts';
@@ -61,14 +62,7 @@ export interface TemplateSource {
   meta: SnapshotMeta | null;
 }
 
-export interface SandboxInput {
-  id: string;
-  teamId: string;
-  templateId: string;
-  vcpus: number;
-  memoryMB: number;
-  diskSizeMB: number;
-  timeoutSec: number;
+export interface SandboxInput extends SandboxSpec {
   defaultUser?: string;
   env?: Record<string, string>;
   /** The create's operation id; its reply carries it. */

@@ -1,5 +1,4 @@
-import { releaseAll, releaseChain, step } from './build.ts';
-import type { StateConfig } from './build.ts';
+import { region, releaseAll, releaseChain, step, type StateConfig } from './build.ts';
 
 /**
  * Create: from a base template (boot) or a snapshot template (restore memory).
@@ -25,56 +24,16 @@ export const creating: StateConfig = {
       type: 'parallel',
       description: 'Disk and network do not depend on each other',
       states: {
-        disk: {
-          initial: 'acquireLoop',
-          states: {
-            acquireLoop: step('acquireLoop', {
-              next: 'readOriginSize',
-              onError: 'failed',
-              stopTo: 'failed',
-              description: 'Shared read-only loop over the template rootfs (refcounted)',
-            }),
-            readOriginSize: step('readOriginSize', {
-              next: 'makeSandboxDir',
-              onError: 'failed',
-              stopTo: 'failed',
-              description: 'CoW size = max(diskSizeMB, origin size)',
-            }),
-            makeSandboxDir: step('makeSandboxDir', {
-              next: 'createDisk',
-              onError: 'failed',
-              stopTo: 'failed',
-              description: 'sandboxes/{id}/ holds the CoW',
-            }),
-            createDisk: step('createDisk', {
-              next: 'done',
-              onError: 'failed',
-              stopTo: 'failed',
-              description: 'Zero-started CoW file and the snapshot device over the loop',
-            }),
-            done: { type: 'final' },
-            failed: { type: 'final' },
-          },
-        },
-        network: {
-          initial: 'allocateSlot',
-          states: {
-            allocateSlot: step('allocateSlot', {
-              next: 'createNetwork',
-              onError: 'failed',
-              stopTo: 'failed',
-              description: 'The slot fixes namespace, tap, MAC and host IP; held until destroy',
-            }),
-            createNetwork: step('createNetwork', {
-              next: 'done',
-              onError: 'failed',
-              stopTo: 'failed',
-              description: "The slot's namespace, veth, tap, routes and NAT",
-            }),
-            done: { type: 'final' },
-            failed: { type: 'final' },
-          },
-        },
+        disk: region([
+          ['acquireLoop', 'Shared read-only loop over the template rootfs (refcounted)'],
+          ['readOriginSize', 'CoW size = max(diskSizeMB, origin size)'],
+          ['makeSandboxDir', 'sandboxes/{id}/ holds the CoW'],
+          ['createDisk', 'Zero-started CoW file and the snapshot device over the loop'],
+        ]),
+        network: region([
+          ['allocateSlot', 'The slot fixes namespace, tap, MAC and host IP; held until destroy'],
+          ['createNetwork', "The slot's namespace, veth, tap, routes and NAT"],
+        ]),
       },
       onDone: [
         { guard: 'failed', target: 'rollback' },

@@ -1,5 +1,4 @@
-import { step } from './build.ts';
-import type { StateConfig } from './build.ts';
+import { step, type StateConfig } from './build.ts';
 import { resumeRollback } from './snapshot.ts';
 
 const cancelTo = 'rollback';

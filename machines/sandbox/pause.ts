@@ -1,6 +1,5 @@
 import { and } from 'xstate';
-import { releaseChain, releaseRuntime, step } from './build.ts';
-import type { StateConfig } from './build.ts';
+import { releaseChain, releaseRuntime, step, type StateConfig } from './build.ts';
 
 const cancelTo = 'rollback';
 /** A failed auto-pause destroys the sandbox instead of leaving it running idle. */

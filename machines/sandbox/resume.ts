@@ -1,5 +1,4 @@
-import { releaseChain, releaseRuntime, step } from './build.ts';
-import type { StateConfig } from './build.ts';
+import { region, releaseChain, releaseRuntime, step, type StateConfig } from './build.ts';
 
 const cancelTo = 'rollback';
 
@@ -24,44 +23,12 @@ export const resuming: StateConfig = {
       type: 'parallel',
       description: 'Disk and network do not depend on each other',
       states: {
-        disk: {
-          initial: 'acquireLoop',
-          states: {
-            acquireLoop: step('acquireLoop', {
-              next: 'readOriginSize',
-              onError: 'failed',
-              stopTo: 'failed',
-              description: 'Shared read-only loop over the base rootfs',
-            }),
-            readOriginSize: step('readOriginSize', {
-              next: 'attachDisk',
-              onError: 'failed',
-              stopTo: 'failed',
-              description: 'The device spans the origin',
-            }),
-            attachDisk: step('attachDisk', {
-              next: 'done',
-              onError: 'failed',
-              stopTo: 'failed',
-              description: 'Snapshot device over the existing CoW',
-            }),
-            done: { type: 'final' },
-            failed: { type: 'final' },
-          },
-        },
-        network: {
-          initial: 'createNetwork',
-          states: {
-            createNetwork: step('createNetwork', {
-              next: 'done',
-              onError: 'failed',
-              stopTo: 'failed',
-              description: 'The same slot as before the pause: same host IP',
-            }),
-            done: { type: 'final' },
-            failed: { type: 'final' },
-          },
-        },
+        disk: region([
+          ['acquireLoop', 'Shared read-only loop over the base rootfs'],
+          ['readOriginSize', 'The device spans the origin'],
+          ['attachDisk', 'Snapshot device over the existing CoW'],
+        ]),
+        network: region([['createNetwork', 'The same slot as before the pause: same host IP']]),
       },
       onDone: [
         { guard: 'failed', target: 'rollback' },

@@ -1,5 +1,4 @@
-import { releaseChain, step } from './build.ts';
-import type { StateConfig } from './build.ts';
+import { releaseChain, step, type StateConfig } from './build.ts';
 
 const cancelTo = 'rollback';
 
