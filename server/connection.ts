@@ -3,11 +3,13 @@ import type { Caller, LifecycleEvent, StateChange, SupervisorApi } from '../acto
 import { SandboxdError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { stateFrame, type SubscriptionHub, type Subscriber } from './hub.ts';
+import type { InspectEntry, InspectionFeed, InspectSubscriber } from './inspect/feed.ts';
 import { TokenBucket, type ServerLimits, type TeamOpLimiter } from './limits.ts';
 import { methods, type CallContext, type MethodSpec } from './methods.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { RpcCodes } from './protocol.ts';
 import { errorBody, errorLabel, invalidParams, ProtocolError, replyError, replyOk, type RpcId } from './rpc.ts';
+import { ConnectionStreams, MAX_STREAMS } from './streams.ts';
 import { isMethodName, issuesOf, notImplementedMethods, requestEnvelope, schemas, type MethodName } from './schemas.ts';
 
 export interface ConnectionDeps {
@@ -17,6 +19,7 @@ export interface ConnectionDeps {
   limits: ServerLimits;
   teamOps: TeamOpLimiter;
   log: Logger;
+  inspector?: InspectionFeed | undefined;
 }
 
 const notImplemented = new Set<string>(notImplementedMethods);
@@ -27,7 +30,7 @@ const notImplemented = new Set<string>(notImplementedMethods);
  * backpressure. A request keeps running when the peer goes away; only its
  * reply is dropped.
  */
-export class Connection implements Subscriber {
+export class Connection implements Subscriber, InspectSubscriber {
   readonly teamId: string | null;
   /** Set by each pong; the heartbeat drops a peer that has not answered since the last ping. */
   alive = true;
@@ -35,12 +38,16 @@ export class Connection implements Subscriber {
   private inFlight = 0;
   private readonly bucket: TokenBucket;
   private readonly subIds = new Set<string>();
+  private readonly inspectIds = new Set<string>();
+  /** Inspection entries were dropped while the peer read slowly; it is told before the next one. */
+  private inspectGap = false;
   /** Latest sandbox.state per sandbox, held back while the peer reads slowly. */
   private readonly held = new Map<string, StateChange>();
   private flushTimer: NodeJS.Timeout | null = null;
   private overCapSince: number | null = null;
   private killTimer: NodeJS.Timeout | null = null;
   private readonly ctx: CallContext;
+  private readonly streams = new ConnectionStreams((frame) => this.send(frame, 'notification'), MAX_STREAMS);
 
   constructor(
     readonly ws: WebSocket,
@@ -63,7 +70,23 @@ export class Connection implements Subscriber {
         },
         remove: (id) => this.subIds.delete(id) && deps.hub.remove(id),
       },
+      streams: this.streams,
     };
+    const feed = deps.inspector;
+    if (feed !== undefined) {
+      this.ctx.inspect = {
+        feed,
+        add: (sandboxId) => {
+          if (this.inspectIds.size >= deps.limits.maxSubscriptions) {
+            throw new SandboxdError('rate_limited', `at most ${deps.limits.maxSubscriptions} inspector subscriptions per connection`);
+          }
+          const id = feed.subscribe(this, sandboxId);
+          this.inspectIds.add(id);
+          return id;
+        },
+        remove: (id) => this.inspectIds.delete(id) && feed.unsubscribe(id),
+      };
+    }
   }
 
   onFrame(data: RawData, isBinary: boolean): void {
@@ -159,6 +182,21 @@ export class Connection implements Subscriber {
     this.send(frame(), 'notification');
   }
 
+  deliverInspect(_entry: InspectEntry, frame: () => Buffer): void {
+    if (this.closing) return;
+    // The inspector is a view, not a record: behind a slow reader its entries are
+    // dropped, and a gap notice tells the page to fetch the history again.
+    if (this.ws.bufferedAmount > this.deps.limits.highWaterBytes) {
+      this.inspectGap = true;
+      return;
+    }
+    if (this.inspectGap) {
+      this.inspectGap = false;
+      this.send(gapFrame, 'notification');
+    }
+    this.send(frame(), 'notification');
+  }
+
   private scheduleFlush(): void {
     if (this.flushTimer !== null) return;
     this.flushTimer = setTimeout(() => {
@@ -230,11 +268,16 @@ export class Connection implements Subscriber {
     this.closing = true;
     for (const id of this.subIds) this.deps.hub.remove(id);
     this.subIds.clear();
+    for (const id of this.inspectIds) this.deps.inspector?.unsubscribe(id);
+    this.inspectIds.clear();
+    this.streams.closeAll();
     this.held.clear();
     if (this.flushTimer !== null) clearTimeout(this.flushTimer);
     this.flushTimer = null;
   }
 }
+
+const gapFrame = Buffer.from(JSON.stringify({ jsonrpc: '2.0', method: 'inspect.gap', params: {} }));
 
 /** Parses one frame into a request envelope; reports the id as soon as it is known (for the error reply). */
 function decode(data: RawData, isBinary: boolean, setId: (id: RpcId) => void): { method: string; params?: unknown } {

@@ -7,6 +7,8 @@ import { silentLogger, type Logger } from '../core/log.ts';
 import { originAllowed, tokenFromRequest, TokenTable, type TokenEntry } from './auth.ts';
 import { Connection } from './connection.ts';
 import { handleHttp } from './http-routes.ts';
+import type { InspectionFeed } from './inspect/feed.ts';
+import { createInspectorRoutes, sameOrigin } from './inspect/routes.ts';
 import { SubscriptionHub } from './hub.ts';
 import { defaultLimits, TeamOpLimiter, type ServerLimits } from './limits.ts';
 import { createMetrics, type ServerMetrics } from './metrics.ts';
@@ -21,6 +23,12 @@ export interface ServerOptions {
   origins?: readonly string[];
   /** /readyz answers 200 only once this returns true (default: always ready). */
   isReady?: () => boolean;
+  /**
+   * The live inspector's feed (server/inspect/feed.ts), the same object whose
+   * `inspect` callback was given to the supervisor. Enables the inspect.*
+   * methods and the page at /inspect.
+   */
+  inspector?: InspectionFeed;
 }
 
 export interface SandboxdServer {
@@ -49,10 +57,14 @@ export function createServer(opts: ServerOptions): SandboxdServer {
   const hub = new SubscriptionHub();
   const teamOps = new TeamOpLimiter(limits.teamOps);
   const connections = new Set<Connection>();
-  const deps = { supervisor: opts.supervisor, hub, metrics, limits, teamOps, log };
+  const deps = { supervisor: opts.supervisor, hub, metrics, limits, teamOps, log, inspector: opts.inspector };
+  const inspectorRoutes = opts.inspector === undefined ? null : createInspectorRoutes();
   let stopping = false;
 
-  const http = createHttpServer((req, res) => handleHttp(req, res, { metrics, isReady, log }));
+  const http = createHttpServer((req, res) => {
+    if (inspectorRoutes?.handle(req, res)) return;
+    handleHttp(req, res, { metrics, isReady, log });
+  });
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: limits.maxPayloadBytes,
@@ -71,7 +83,8 @@ export function createServer(opts: ServerOptions): SandboxdServer {
     const path = new URL(req.url ?? '/', 'http://agent').pathname;
     if (path !== WS_PATH) return deny(404);
     if (stopping || connections.size >= limits.maxConnections) return deny(503);
-    if (!originAllowed(req, origins)) return deny(403);
+    // The inspector page connects from the agent's own origin.
+    if (!originAllowed(req, origins) && !(inspectorRoutes !== null && sameOrigin(req))) return deny(403);
     const token = tokenFromRequest(req);
     const caller = token === null ? null : tokens.resolve(token);
     if (caller === null) {
