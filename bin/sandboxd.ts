@@ -8,7 +8,7 @@ import { createRuntime } from '../agent/runtime.ts';
 import { loadConfig, type AgentConfig } from '../core/config.ts';
 import { SandboxdError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
-import { createServer, installSignalHandlers, type TokenEntry } from '../server/index.ts';
+import { createInspectionFeed, createServer, installSignalHandlers, type TokenEntry } from '../server/index.ts';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true });
@@ -25,7 +25,8 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger({ level: config.logLevel });
-  const runtime = await createRuntime(config, log);
+  const inspector = createInspectionFeed();
+  const runtime = await createRuntime(config, log, { inspect: inspector.inspect });
   const { supervisor, agent } = runtime;
 
   const removed = await runtime.cleanupOrphans(AbortSignal.timeout(120_000));
@@ -43,14 +44,14 @@ async function main(): Promise<void> {
   }
 
   let ready = false;
-  const server = createServer({ supervisor, tokens, logger: log, isReady: () => ready && !supervisor.draining });
+  const server = createServer({ supervisor, tokens, logger: log, inspector, isReady: () => ready && !supervisor.draining });
   installSignalHandlers(server, supervisor, { logger: log });
   const address = await server.listen(config.listen.port, config.listen.host);
   ready = true;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `ws://${host}:${address.port}/v1`;
   log.info({ url, port: address.port, backends: agent.backends }, `listening on ${url}`);
-  log.info(`health: http://${host}:${address.port}/readyz  ·  Prometheus: http://${host}:${address.port}/metrics`);
+  log.info(`inspector: http://${host}:${address.port}/inspect  ·  health: /readyz  ·  Prometheus: /metrics`);
   if (tokenHint !== null) {
     // The path, never the token: a newcomer copies it into the shell.
     log.info(`to drive it: export SANDBOXD_URL=${url} SANDBOXD_TOKEN=$(cat ${tokenHint}); bin/sandboxctl create`);
