@@ -6,3 +6,4 @@ export { defaultLimits, type ServerLimits } from './limits.ts';
 export { SandboxdClient, RpcError, ConnectionError, type ClientOptions } from './client.ts';
 export type { Notification, RpcResults, StateNotice, EventNotice } from './protocol.ts';
 export { notImplementedMethods, type MethodName, type ParamsOf } from './schemas.ts';
+export { createInspectionFeed, InspectionFeed, type InspectEntry, type InspectSummary, type InspectionFeedOptions } from './inspect/feed.ts';

@@ -108,6 +108,8 @@ test('inspector page: chart, live pause trail, team isolation, no console errors
   assert.equal(await page.textContent(`#sandboxes tbody tr[data-id="${sandbox.id}"] td:nth-child(2)`), TEAM_A);
 
   mkdirSync(join(ARTIFACT, '..'), { recursive: true });
+  await page.screenshot({ path: ARTIFACT.replace(/\.png$/, '-focus.png') });
+  await page.click('#zoom-fit');
   await page.screenshot({ path: ARTIFACT });
   assert.deepEqual(errors, [], 'console errors on the page');
 });

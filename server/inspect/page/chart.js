@@ -47,6 +47,16 @@
     return graph.edges.filter((e) => e.event === '' && moved(e) && !before.has(e.target));
   }
 
+  /** The ancestors of `s` and `t` that are siblings (or the ids themselves when one contains the other). */
+  function lift(s, t) {
+    const a = s.split('.');
+    const b = t.split('.');
+    let i = 0;
+    while (i < a.length && i < b.length && a[i] === b[i]) i++;
+    if (i === a.length || i === b.length) return [s, t];
+    return [a.slice(0, i + 1).join('.'), b.slice(0, i + 1).join('.')];
+  }
+
   async function create(container, graph) {
     const byId = new Map(graph.nodes.map((n) => [n.id, n]));
     const children = new Map();
@@ -64,28 +74,59 @@
         node.height = LEAF_H;
       } else {
         node.children = kids.map(toElk);
+        node.edges = edgesIn.get(n.id) || [];
         node.layoutOptions = {
           'elk.padding': `[top=${TITLE_H + 6},left=10,bottom=10,right=10]`,
           'elk.nodeSize.constraints': 'MINIMUM_SIZE',
           'elk.nodeSize.minimum': `(${n.key.length * CHAR_W + 40}, 40)`,
+          // Left to right at every level: the widest but the tidiest of the layouts tried.
+          'elk.direction': 'RIGHT',
+          'elk.layered.spacing.nodeNodeBetweenLayers': n.parent === null ? '40' : '22',
+          'elk.spacing.nodeNode': '14',
+          'elk.edgeLabels.inline': 'true',
         };
       }
       return node;
     };
-    // One drawn edge per (source, target); its labels are the transitions it stands for.
+    // One drawn edge per (source, target) after lifting: a transition that leaves
+    // its parent is drawn between the boxes that are siblings under the common
+    // ancestor (e.g. pausing → paused for pausing.commit.swapIn → paused), which
+    // keeps the layout free of lines crossing every box. The edge's tooltip lists
+    // the exact transitions it stands for.
     const pairs = new Map();
+    const pairOf = new Map();
     for (const e of graph.edges) {
-      const key = `${e.source}>${e.target}`;
-      if (!pairs.has(key)) pairs.set(key, { id: `p${pairs.size}`, source: e.source, target: e.target, edges: [] });
+      const [source, target] = lift(e.source, e.target);
+      const key = `${source}>${target}`;
+      if (!pairs.has(key)) pairs.set(key, { id: `p${pairs.size}`, source, target, edges: [] });
       pairs.get(key).edges.push(e);
+      pairOf.set(e, pairs.get(key));
     }
+    const pairById = new Map([...pairs.values()].map((p) => [p.id, p]));
     const shown = (p) => p.edges.filter((e) => e.kind === 'event' || e.kind === 'after');
+    const elkEdge = (p) => {
+      const labels = shown(p);
+      const text = [...new Set(labels.map((e) => (e.event.startsWith('xstate.after.') ? e.label.split(' [')[0] : e.event)))].join(', ');
+      const edge = { id: p.id, sources: [p.source], targets: [p.target] };
+      if (text) edge.labels = [{ text, width: text.length * 5.6 + 4, height: 12 }];
+      return edge;
+    };
+    // Lifted edges join siblings, so each box is laid out on its own with the edges among its children.
+    const edgesIn = new Map();
+    const nested = (p) => p.source !== p.target && (p.target.startsWith(`${p.source}.`) || p.source.startsWith(`${p.target}.`));
+    for (const p of pairs.values()) {
+      // A box and its own descendant are joined after layout by a straight line.
+      if (nested(p)) continue;
+      const home = byId.get(p.source)?.parent ?? graph.root;
+      if (!edgesIn.has(home)) edgesIn.set(home, []);
+      edgesIn.get(home).push(elkEdge(p));
+    }
     const elkGraph = {
       id: '__root',
       layoutOptions: {
         'elk.algorithm': 'layered',
         'elk.direction': 'DOWN',
-        'elk.hierarchyHandling': 'INCLUDE_CHILDREN',
+        'elk.hierarchyHandling': 'SEPARATE_CHILDREN',
         'elk.layered.spacing.nodeNodeBetweenLayers': '26',
         'elk.spacing.nodeNode': '16',
         'elk.spacing.edgeNode': '10',
@@ -96,13 +137,7 @@
         'elk.json.edgeCoords': 'ROOT',
       },
       children: [toElk(byId.get(graph.root))],
-      edges: [...pairs.values()].map((p) => {
-        const labels = shown(p);
-        const text = [...new Set(labels.map((e) => e.event.startsWith('xstate.after.') ? e.label.split(' [')[0] : e.event))].join(', ');
-        const edge = { id: p.id, sources: [p.source], targets: [p.target] };
-        if (text) edge.labels = [{ text, width: text.length * 5.6 + 4, height: 12 }];
-        return edge;
-      }),
+      edges: [],
     };
     const elk = new ELK();
     const laid = await elk.layout(elkGraph);
@@ -134,9 +169,32 @@
       for (const c of n.children || []) drawNode(c);
     };
     drawNode(laid.children[0]);
+    const boxes = new Map();
+    const collect = (n) => {
+      boxes.set(n.id, n);
+      for (const c of n.children || []) collect(c);
+    };
+    collect(laid.children[0]);
+    const laidEdges = [];
+    const gather = (n) => {
+      for (const e of n.edges || []) laidEdges.push(e);
+      for (const c of n.children || []) gather(c);
+    };
+    gather(laid.children[0]);
+    for (const p of pairs.values()) {
+      if (!nested(p)) continue;
+      const a = boxes.get(p.source);
+      const b = boxes.get(p.target);
+      const inner = p.target.startsWith(`${p.source}.`) ? b : a;
+      const outer = inner === b ? a : b;
+      // From (or to) the outer box's title bar, straight down to the inner box's top.
+      const top = { x: inner.x + inner.width / 2, y: outer.y + 14 };
+      const end = { x: inner.x + inner.width / 2, y: inner.y };
+      laidEdges.push({ id: p.id, sections: [inner === b ? { startPoint: top, endPoint: end } : { startPoint: end, endPoint: top }] });
+    }
     const edgeEls = new Map();
-    for (const e of laid.edges) {
-      const pair = [...pairs.values()].find((p) => p.id === e.id);
+    for (const e of laidEdges) {
+      const pair = pairById.get(e.id);
       const kinds = new Set(pair.edges.map((x) => x.kind));
       const kind = kinds.size === 1 ? [...kinds][0] : 'mixed';
       const g = el('g', { class: `edge kind-${kind}`, 'data-source': pair.source, 'data-target': pair.target }, edgesLayer);
@@ -148,7 +206,7 @@
       }
       const path = el('path', { d, 'marker-end': 'url(#arrow)' }, g);
       const tip = el('title', {}, g);
-      tip.textContent = `${pair.source} → ${pair.target}\n${pair.edges.map((x) => x.label).join('\n')}`;
+      tip.textContent = `${pair.source} → ${pair.target}\n${pair.edges.map((x) => `${x.source.replace(/^[^.]+\./, '')} → ${x.target.replace(/^[^.]+\./, '')}: ${x.label}`).join('\n')}`;
       let label = null;
       const l = (e.labels || [])[0];
       if (l && l.x !== undefined) {
@@ -160,12 +218,35 @@
     const W = laid.width + 20;
     const H = laid.height + 20;
     svg.setAttribute('viewBox', `-10 -10 ${W} ${H}`);
-    let scale = 1;
+    // Readable labels with some context; "Fit" shows it all.
+    let scale = 0.8;
     const applyScale = () => {
       svg.setAttribute('width', String(Math.round(W * scale)));
       svg.setAttribute('height', String(Math.round(H * scale)));
     };
     applyScale();
+
+    /** Brings the current states and the last transition into view, zooming out only when they do not fit. */
+    function focus(els) {
+      if (els.length === 0) return;
+      let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+      for (const e of els) {
+        const b = e.getBBox();
+        x0 = Math.min(x0, b.x); y0 = Math.min(y0, b.y);
+        x1 = Math.max(x1, b.x + b.width); y1 = Math.max(y1, b.y + b.height);
+      }
+      const pad = 40;
+      const need = Math.min((container.clientWidth - pad) / (x1 - x0 + pad), (container.clientHeight - pad) / (y1 - y0 + pad));
+      if (need < scale) {
+        scale = Math.max(0.35, need);
+        applyScale();
+      }
+      // viewBox starts at -10,-10.
+      const cx = (x0 + x1) / 2 + 10;
+      const cy = (y0 + y1) / 2 + 10;
+      container.scrollLeft = cx * scale - container.clientWidth / 2;
+      container.scrollTop = cy * scale - container.clientHeight / 2;
+    }
 
     let current = null;
     let lastMarked = [];
@@ -206,7 +287,7 @@
             }
             lastMarked = [];
             for (const x of moved) {
-              const em = [...edgeEls.values()].find((v) => v.pair.edges.includes(x));
+              const em = edgeEls.get(pairOf.get(x).id);
               if (em === undefined || lastMarked.includes(em)) continue;
               em.g.classList.add('last');
               em.path.setAttribute('marker-end', 'url(#arrow-last)');
@@ -216,8 +297,7 @@
           }
         }
         current = next;
-        const first = stateEls.get(next.leaves[0]);
-        if (first) first.g.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+        focus([...next.leaves.map((id) => stateEls.get(id)?.g), ...lastMarked.map((m) => m.path)].filter(Boolean));
         return next.leaves;
       },
       lastEdges: () => lastMarked.map((m) => `${m.pair.source}>${m.pair.target}`),
