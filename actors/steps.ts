@@ -63,6 +63,7 @@ function snapshotMeta(c: SandboxContext, kind: SnapshotMeta['kind'], now: Date):
     createdAt: now.toISOString(),
   };
   if (kind === 'pause') {
+    meta.diskSizeMB = c.diskSizeMB;
     meta.slot = need(c.res.slot, 'a slot');
     meta.cowPath = need(c.res.cowPath, 'the CoW');
   } else if (c.op?.target?.name !== undefined) {

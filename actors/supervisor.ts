@@ -1,24 +1,32 @@
+import { stat } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
 import { createActor, type Actor, type AnyActorLogic, type InspectionEvent } from 'xstate';
 import { SandboxdError, type ErrorInfo } from '../core/errors.ts';
 import { assertNameId, assertSandboxId, newOpId, newSandboxId } from '../core/ids.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
-import type { ExecRequest, ExecResult } from '../drivers/envd/envd.ts';
+import type {
+  EnvdDriver, EnvdStreams, ExecRequest, ExecResult, GuestProcess, ProcessSelector, ProcessStartRequest, ProcessStream, PtySize, PtyStartRequest,
+} from '../drivers/envd/envd.ts';
+import { SYSTEM_TEAM } from '../drivers/files/files.ts';
 import type { Drivers } from '../drivers/index.ts';
-import type { SandboxContext, SandboxInput } from '../machines/sandbox/context.ts';
+import { initialContext, noResources, type SandboxContext, type SandboxInput } from '../machines/sandbox/context.ts';
 import type { SandboxEmitted, SandboxEvent } from '../machines/sandbox/events.ts';
 import { sandboxMachine } from '../machines/sandbox/machine.ts';
 import type {
   AgentInfo,
   Caller,
   CreateParams,
+  ImportTemplateParams,
   LifecycleEvent,
+  ProxyTarget,
   SandboxStatus,
   SandboxView,
   StateChange,
   SupervisorApi,
   TemplateView,
 } from './api.ts';
-import { ConnectionTracker } from './connections.ts';
+import { ConnectionTracker, type TrackedConnection } from './connections.ts';
+import { GuestStreamSet, hasStreams } from './guest-streams.ts';
 import { LoopRegistry } from './loop-registry.ts';
 import { normalizeCreate, normalizeTimeout } from './params.ts';
 import { SlotAllocator } from './slots.ts';
@@ -81,6 +89,9 @@ interface Pending {
   reject: (err: SandboxdError) => void;
 }
 
+/** Bound of one unary guest call (PTY input, process list, kill…). */
+const GUEST_CALL_MS = 30_000;
+
 /** At most this many pauses at once on shutdown: each writes guest RAM to disk. */
 const PAUSE_ALL_CONCURRENCY = 8;
 
@@ -94,6 +105,7 @@ export class Supervisor implements SupervisorApi {
   readonly slots: SlotAllocator;
   readonly loops: LoopRegistry;
   readonly connections = new ConnectionTracker();
+  readonly guestStreams = new GuestStreamSet();
   readonly #drivers: Drivers;
   readonly #log: Logger;
   readonly #entries = new Map<string, Entry>();
@@ -134,7 +146,10 @@ export class Supervisor implements SupervisorApi {
           this.connections.reset(context.id);
           opts.onRunning?.(context);
         },
-        stopBackground: ({ context }) => opts.onLeaveRunning?.(context),
+        stopBackground: ({ context }) => {
+          this.guestStreams.closeAll(context.id);
+          opts.onLeaveRunning?.(context);
+        },
       },
       ...(opts.inactivityDelayMs === undefined
         ? {}
@@ -221,6 +236,87 @@ export class Supervisor implements SupervisorApi {
     if (vm === null) throw new SandboxdError('not_running');
     const bound = AbortSignal.timeout((req.timeoutMs ?? 60_000) + 5_000);
     return this.#drivers.envd.exec(vm.envdUrl, req, { signal: bound });
+  }
+
+  // ---- guest streams: Running only, each call counts as activity ----
+
+  async execStream(caller: Caller, id: string, req: ExecRequest): Promise<ProcessStream> {
+    const g = this.#guest(caller, id);
+    return this.guestStreams.adopt(id, await g.envd.execStream(g.url, req, { signal: g.signal }));
+  }
+
+  async ptyStart(caller: Caller, id: string, req: PtyStartRequest): Promise<ProcessStream> {
+    const g = this.#guest(caller, id);
+    return this.guestStreams.adopt(id, await g.envd.ptyStart(g.url, req, { signal: g.signal }));
+  }
+
+  async ptyAttach(caller: Caller, id: string, process: ProcessSelector): Promise<ProcessStream> {
+    const g = this.#guest(caller, id);
+    return this.guestStreams.adopt(id, await g.envd.ptyAttach(g.url, process, { signal: g.signal }));
+  }
+
+  async ptyInput(caller: Caller, id: string, process: ProcessSelector, data: Buffer): Promise<void> {
+    const g = this.#guest(caller, id, GUEST_CALL_MS);
+    await g.envd.ptyInput(g.url, process, data, { signal: g.signal });
+  }
+
+  async ptyResize(caller: Caller, id: string, process: ProcessSelector, size: PtySize): Promise<void> {
+    const g = this.#guest(caller, id, GUEST_CALL_MS);
+    await g.envd.ptyResize(g.url, process, size, { signal: g.signal });
+  }
+
+  async ptyKill(caller: Caller, id: string, process: ProcessSelector): Promise<void> {
+    const g = this.#guest(caller, id, GUEST_CALL_MS);
+    await g.envd.ptyKill(g.url, process, { signal: g.signal });
+  }
+
+  async processStart(caller: Caller, id: string, req: ProcessStartRequest): Promise<{ pid: number }> {
+    const g = this.#guest(caller, id, GUEST_CALL_MS);
+    return g.envd.processStart(g.url, req, { signal: g.signal });
+  }
+
+  async processConnect(caller: Caller, id: string, process: ProcessSelector): Promise<ProcessStream> {
+    const g = this.#guest(caller, id);
+    return this.guestStreams.adopt(id, await g.envd.processConnect(g.url, process, { signal: g.signal }));
+  }
+
+  async processList(caller: Caller, id: string): Promise<GuestProcess[]> {
+    const g = this.#guest(caller, id, GUEST_CALL_MS);
+    return g.envd.processList(g.url, { signal: g.signal });
+  }
+
+  async processKill(caller: Caller, id: string, process: ProcessSelector, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    const g = this.#guest(caller, id, GUEST_CALL_MS);
+    await g.envd.processKill(g.url, process, signal, { signal: g.signal });
+  }
+
+  proxyConnect(caller: Caller, id: string, conn: TrackedConnection): ProxyTarget {
+    const entry = this.#entry(caller, id);
+    const release = this.connections.track(id, conn);
+    if (release === null) throw new SandboxdError('draining', `sandbox ${id} is draining its connections for a pause`);
+    try {
+      const hostIp = this.#touchRunning(entry).res.network?.hostIp;
+      if (hostIp === undefined) throw new SandboxdError('not_running', `sandbox ${id} has no network`);
+      return { hostIp, release };
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  async importTemplate(caller: Caller, params: ImportTemplateParams): Promise<TemplateView> {
+    if (caller.teamId !== null) throw new SandboxdError('invalid_argument', 'template.import is admin only');
+    const teamId = assertNameId('team', params.teamId ?? SYSTEM_TEAM);
+    const templateId = assertNameId('template', params.templateId);
+    const path = params.path;
+    if (typeof path !== 'string' || !isAbsolute(path) || path.includes('\0')) {
+      throw new SandboxdError('invalid_argument', `template image path must be absolute: ${JSON.stringify(path)}`);
+    }
+    const st = await stat(path).catch(() => null);
+    if (st === null) throw new SandboxdError('not_found', `template image ${path} not found`);
+    if (!st.isFile()) throw new SandboxdError('invalid_argument', `template image ${path} is not a regular file`);
+    const t = await this.#drivers.templates.importRootfs(teamId, templateId, path, { signal: AbortSignal.timeout(30 * 60_000) });
+    return { teamId: t.teamId, templateId: t.templateId, kind: t.kind, sizeBytes: t.sizeBytes };
   }
 
   metrics(caller: Caller, id: string, range: string): MetricPoint[] {
@@ -313,6 +409,54 @@ export class Supervisor implements SupervisorApi {
     for (const entry of this.#entries.values()) entry.actor.stop();
   }
 
+  /**
+   * Start-up (lifecycle.md): brings back every sandbox paused on disk, with
+   * its slot reserved again, before any command is served. A pause dir whose
+   * metadata cannot be read is reported and left alone.
+   */
+  async recoverPaused(signal: AbortSignal): Promise<{ recovered: string[]; unreadable: Array<{ sandboxId: string; error: string }> }> {
+    const recovered: string[] = [];
+    const unreadable: Array<{ sandboxId: string; error: string }> = [];
+    for (const found of await this.#drivers.files.listPaused({ signal })) {
+      if ('error' in found) {
+        this.#logFor(found.sandboxId).warn({ step: 'recover', err: found.error }, 'pause snapshot unreadable; left on disk');
+        unreadable.push(found);
+        continue;
+      }
+      const { sandboxId: id, meta } = found;
+      if (this.#entries.has(id)) continue;
+      if (meta.slot !== undefined) this.slots.reserve(meta.slot, id);
+      const input: SandboxInput = {
+        id,
+        teamId: meta.teamId,
+        templateId: meta.templateId,
+        vcpus: meta.vcpus,
+        memoryMB: meta.memoryMB,
+        diskSizeMB: meta.diskSizeMB ?? this.#opts.defaultDiskSizeMB ?? 4096,
+        timeoutSec: meta.timeoutSec,
+        opId: '',
+        now: Date.now(),
+      };
+      const context: SandboxContext = {
+        ...initialContext(input),
+        op: null,
+        pauseMeta: meta,
+        vmSandboxDir: meta.sandboxDir,
+        res: {
+          ...noResources,
+          originPath: meta.baseTemplatePath,
+          sandboxDir: true,
+          cowPath: meta.cowPath ?? this.#drivers.files.cowPath(id),
+          slot: meta.slot ?? null,
+        },
+      };
+      const entry = this.#start(input, sandboxMachine.resolveState({ value: 'paused', context }));
+      this.#onSnapshot(id, entry, entry.actor.getSnapshot());
+      recovered.push(id);
+    }
+    return { recovered, unreadable };
+  }
+
   onState(listener: (change: StateChange) => void): () => void {
     this.#stateListeners.add(listener);
     return () => this.#stateListeners.delete(listener);
@@ -334,9 +478,10 @@ export class Supervisor implements SupervisorApi {
 
   // ---- internals ----
 
-  #start(input: SandboxInput): Entry {
+  #start(input: SandboxInput, restored?: SandboxSnapshot): Entry {
     const actor = createActor(this.#logic as typeof sandboxMachine, {
       input,
+      ...(restored === undefined ? {} : { snapshot: restored }),
       ...(this.#opts.inspect === undefined ? {} : { inspect: this.#opts.inspect }),
     });
     const entry: Entry = { actor, teamId: input.teamId, seq: 0, step: '', log: null, ops: new Set(), unwatchVm: null };
@@ -451,6 +596,18 @@ export class Supervisor implements SupervisorApi {
     if (status(snapshot) !== 'running') throw new SandboxdError('not_running');
     entry.actor.send({ type: 'ACTIVITY', at: Date.now() });
     return snapshot.context;
+  }
+
+  /** A guest call on a Running sandbox: activity, its envd, and a signal that ends with Running (and `boundMs`). */
+  #guest(caller: Caller, id: string, boundMs?: number): { envd: EnvdDriver & EnvdStreams; url: string; signal: AbortSignal } {
+    const entry = this.#entry(caller, id);
+    const envd = this.#drivers.envd;
+    if (!hasStreams(envd)) throw new SandboxdError('operation_failed', 'this agent\'s envd driver has no process streams');
+    const vm = this.#touchRunning(entry).res.vm;
+    if (vm === null) throw new SandboxdError('not_running');
+    const running = this.guestStreams.signal(id);
+    const signal = boundMs === undefined ? running : AbortSignal.any([running, AbortSignal.timeout(boundMs)]);
+    return { envd, url: vm.envdUrl, signal };
   }
 
   #produced(entry: Entry): TemplateView {

@@ -31,6 +31,9 @@ async function main(): Promise<void> {
 
   const removed = await runtime.cleanupOrphans(AbortSignal.timeout(120_000));
   if (removed.length > 0) log.info({ removed }, 'removed staging and trash left by a crash');
+  // Orphans first: a pause cut short inside its swap is repaired by the cleanup, then found here.
+  const { recovered, unreadable } = await supervisor.recoverPaused(AbortSignal.timeout(120_000));
+  log.info({ recovered: recovered.length, unreadable: unreadable.length }, 'paused sandboxes brought back');
   const base = await ensureBaseTemplate(agent.drivers.templates, agent.dirs.run, log, { signal: AbortSignal.timeout(120_000) });
   if (base.kind === 'mkfs-missing') log.error(base.detail);
 

@@ -1,6 +1,13 @@
 import { WebSocket } from 'ws';
 import type { SandboxStatus, SandboxView } from '../actors/api.ts';
-import type { MethodName, Notification, ParamsOf, ResultOf, RpcErrorBody, StateNotice } from './protocol.ts';
+import type { MethodName, Notification, ParamsOf, ResultOf, RpcErrorBody, StateNotice, StreamNotification } from './protocol.ts';
+import type { StreamExitNotice } from './streams.ts';
+
+/** Guest output of one stream: `kind` says which channel, `data` is the decoded bytes. */
+export type StreamOutput = (kind: 'stdout' | 'stderr' | 'pty', data: Buffer) => void;
+
+/** Notifications that arrive before their stream's handler is set are kept (up to this many per stream). */
+const EARLY_LIMIT = 1024;
 
 /**
  * Typed client of the v1 protocol, used by sandboxctl, the tests and the
@@ -62,6 +69,8 @@ export class SandboxdClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly subs = new Set<LocalSub>();
+  private readonly streamHandlers = new Map<string, (n: StreamNotification) => void>();
+  private readonly early = new Map<string, StreamNotification[]>();
   private userClosed = false;
 
   private constructor(
@@ -102,6 +111,46 @@ export class SandboxdClient {
         await this.call('events.unsubscribe', { subscriptionId: sub.serverId }).catch(() => undefined);
       },
     };
+  }
+
+  /**
+   * Calls a stream-opening method (sandbox.execStream, pty.start, pty.attach,
+   * process.connect) and follows its output; `exit` settles with the stream's
+   * stream.exit, or rejects when the connection drops first.
+   */
+  async openStream<M extends 'sandbox.execStream' | 'pty.start' | 'pty.attach' | 'process.connect'>(
+    method: M,
+    params: ParamsOf<M>,
+    onOutput: StreamOutput,
+  ): Promise<ResultOf<M> & { exit: Promise<StreamExitNotice> }> {
+    const result = (await this.raw(method, params)) as ResultOf<M>;
+    const exit = new Promise<StreamExitNotice>((resolve, reject) => {
+      const onClose = () => reject(new ConnectionError('disconnected', `connection closed before stream ${result.streamId} ended`));
+      this.ws.once('close', onClose);
+      this.listenStream(result.streamId, (n) => {
+        if (n.method === 'stream.data') {
+          const p = n.params;
+          if (p.stdout !== undefined) onOutput('stdout', Buffer.from(p.stdout, 'base64'));
+          if (p.stderr !== undefined) onOutput('stderr', Buffer.from(p.stderr, 'base64'));
+          if (p.pty !== undefined) onOutput('pty', Buffer.from(p.pty, 'base64'));
+          return;
+        }
+        this.streamHandlers.delete(result.streamId);
+        this.ws.off('close', onClose);
+        resolve(n.params);
+      });
+    });
+    exit.catch(() => undefined);
+    return { ...result, exit };
+  }
+
+  /** Routes one stream's notifications to `handler`, starting with any that came before it was set. */
+  listenStream(streamId: string, handler: (n: StreamNotification) => void): () => void {
+    this.streamHandlers.set(streamId, handler);
+    const early = this.early.get(streamId) ?? [];
+    this.early.delete(streamId);
+    for (const n of early) handler(n);
+    return () => this.streamHandlers.delete(streamId);
   }
 
   /** Resolves once the sandbox reaches one of `statuses` (checked after subscribing, so no change is missed). */
@@ -155,6 +204,10 @@ export class SandboxdClient {
     } catch {
       return;
     }
+    if (msg.method === 'stream.data' || msg.method === 'stream.exit') {
+      this.onStream(msg as StreamNotification);
+      return;
+    }
     if (typeof msg.method === 'string') {
       const n = msg as Notification;
       for (const sub of this.subs) {
@@ -167,6 +220,14 @@ export class SandboxdClient {
     this.pending.delete(msg.id as number);
     if (msg.error !== undefined) pending.reject(new RpcError(msg.error));
     else pending.resolve(msg.result);
+  }
+
+  private onStream(n: StreamNotification): void {
+    const handler = this.streamHandlers.get(n.params.streamId);
+    if (handler !== undefined) return handler(n);
+    const early = this.early.get(n.params.streamId) ?? [];
+    if (early.length < EARLY_LIMIT) early.push(n);
+    this.early.set(n.params.streamId, early);
   }
 
   private onDrop(code: number): void {

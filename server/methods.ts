@@ -1,8 +1,10 @@
 import type { Caller, SupervisorApi } from '../actors/api.ts';
 import { SandboxdError } from '../core/errors.ts';
+import { guestMethods } from './guest-methods.ts';
 import { inspectMethods, type InspectPort } from './inspect/methods.ts';
 import type { RpcResults } from './protocol.ts';
 import type { MethodName, ParsedParamsOf } from './schemas.ts';
+import type { StreamPort } from './streams.ts';
 
 /**
  * What each method does: a straight call into the supervisor. No decision is
@@ -23,6 +25,8 @@ export interface CallContext {
   subscriptions: SubscriptionPort;
   /** Absent when the agent runs without the inspector. */
   inspect?: InspectPort;
+  /** The connection's guest streams (absent for callers that cannot carry notifications). */
+  streams?: StreamPort;
 }
 
 type Handler<M extends MethodName> = (ctx: CallContext, p: ParsedParamsOf<M>) => RpcResults[M] | Promise<RpcResults[M]>;
@@ -129,4 +133,5 @@ export const methods: { [M in MethodName]: MethodSpec<M> } = {
   },
   'agent.info': { lifecycle: false, run: ({ supervisor }) => supervisor.info() },
   ...inspectMethods,
+  ...guestMethods,
 };

@@ -1,12 +1,14 @@
 import type { AgentInfo, FlushedMetrics, LifecycleEvent, MetricPoint, SandboxView, StateChange, TemplateView } from '../actors/api.ts';
 import type { ExecResult } from '../drivers/envd/envd.ts';
 import type { InspectEntry } from './inspect/feed.ts';
+import type { GuestResults } from './guest-schemas.ts';
+import type { StreamDataNotice, StreamExitNotice } from './streams.ts';
 import type { InspectResults } from './inspect/schemas.ts';
 import type { MethodName, ParamsOf } from './schemas.ts';
 
 // Wire types shared by the server, the typed client and the CLI.
 
-export interface RpcResults extends InspectResults {
+export interface RpcResults extends InspectResults, GuestResults {
   'sandbox.create': { sandbox: SandboxView; diskSizeBytes: number };
   'sandbox.get': SandboxView;
   'sandbox.list': { sandboxes: SandboxView[] };
@@ -38,6 +40,9 @@ export type EventNotice = Omit<LifecycleEvent, 'teamId'>;
 export type Notification =
   | { method: 'sandbox.state'; params: StateNotice }
   | { method: 'sandbox.event'; params: EventNotice };
+
+/** Output of a guest stream, sent to the connection that opened it only. */
+export type StreamNotification = { method: 'stream.data'; params: StreamDataNotice } | { method: 'stream.exit'; params: StreamExitNotice };
 
 /** Notifications of inspect.subscribe; `inspect.gap` says entries were dropped (fetch inspect.history again). */
 export type InspectNotification = { method: 'inspect.event'; params: InspectEntry } | { method: 'inspect.gap'; params: Record<string, never> };

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { NAME_ID, SANDBOX_ID } from '../core/ids.ts';
+import { guestSchemas } from './guest-schemas.ts';
 import { inspectSchemas } from './inspect/schemas.ts';
 
 // The one place that says what a client may send. Every object is strict (an
@@ -72,6 +73,7 @@ export const schemas = {
   'events.subscribe': z.strictObject({ sandboxId: sandboxId.optional() }),
   'events.unsubscribe': z.strictObject({ subscriptionId: z.string().max(32).regex(/^sub-[0-9]+$/) }),
   'agent.info': empty,
+  ...guestSchemas,
   ...inspectSchemas,
 } as const;
 
@@ -82,12 +84,7 @@ export type ParamsOf<M extends MethodName> = z.input<(typeof schemas)[M]>;
 export type ParsedParamsOf<M extends MethodName> = z.output<(typeof schemas)[M]>;
 
 /** Methods of protocol.md that the supervisor does not back yet: answered -32601. */
-export const notImplementedMethods = [
-  'sandbox.execStream',
-  'pty.start', 'pty.attach', 'pty.input', 'pty.resize', 'pty.kill',
-  'process.start', 'process.connect', 'process.list', 'process.kill',
-  'template.import',
-] as const;
+export const notImplementedMethods: readonly string[] = [];
 
 export function isMethodName(name: string): name is MethodName {
   return Object.hasOwn(schemas, name);

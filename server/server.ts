@@ -13,6 +13,7 @@ import { SubscriptionHub } from './hub.ts';
 import { defaultLimits, TeamOpLimiter, type ServerLimits } from './limits.ts';
 import { createMetrics, type ServerMetrics } from './metrics.ts';
 import { SUBPROTOCOL } from './protocol.ts';
+import { createPortProxy } from './proxy.ts';
 
 export interface ServerOptions {
   supervisor: SupervisorApi;
@@ -59,9 +60,11 @@ export function createServer(opts: ServerOptions): SandboxdServer {
   const connections = new Set<Connection>();
   const deps = { supervisor: opts.supervisor, hub, metrics, limits, teamOps, log, inspector: opts.inspector };
   const inspectorRoutes = opts.inspector === undefined ? null : createInspectorRoutes();
+  const proxy = createPortProxy({ supervisor: opts.supervisor, tokens, origins, log });
   let stopping = false;
 
   const http = createHttpServer((req, res) => {
+    if (!stopping && proxy.handleRequest(req, res)) return;
     if (inspectorRoutes?.handle(req, res)) return;
     handleHttp(req, res, { metrics, isReady, log });
   });
@@ -80,6 +83,7 @@ export function createServer(opts: ServerOptions): SandboxdServer {
       log.debug({ remote: req.socket.remoteAddress, status }, 'upgrade refused');
       refuse(socket, status);
     };
+    if (!stopping && proxy.handleUpgrade(req, socket, head)) return;
     const path = new URL(req.url ?? '/', 'http://agent').pathname;
     if (path !== WS_PATH) return deny(404);
     if (stopping || connections.size >= limits.maxConnections) return deny(503);
@@ -162,6 +166,7 @@ export function createServer(opts: ServerOptions): SandboxdServer {
         clearInterval(sweep);
         clearInterval(heartbeat);
         for (const off of unsubscribe) off();
+        proxy.closeAll();
         const gone = [...connections].map((c) => new Promise<void>((r) => (c.ws.readyState === c.ws.CLOSED ? r() : c.ws.once('close', () => r()))));
         for (const conn of connections) conn.close(1001, 'agent shutting down');
         const httpClosed = new Promise<void>((r) => http.close(() => r()));

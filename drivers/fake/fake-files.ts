@@ -1,7 +1,7 @@
 import { SandboxdError } from '../../core/errors.ts';
 import { assertSandboxId } from '../../core/ids.ts';
 import type { CallOpts } from '../call.ts';
-import type { SnapshotFiles } from '../files/files.ts';
+import type { PausedOnDisk, SnapshotFiles } from '../files/files.ts';
 import { SNAPSHOT_META_FILE, SnapshotMetaSchema, type SnapshotMeta } from '../files/meta.ts';
 import { COW_FILE } from './fs.ts';
 import { type FakeHost, metaFile, PAGE, VMM_FILES } from './host.ts';
@@ -69,6 +69,22 @@ export class FakeFiles implements SnapshotFiles {
   async readMeta(dir: string, { signal }: CallOpts): Promise<SnapshotMeta> {
     await this.#host.faults.gate('files.readMeta', sandboxOfPath(dir), signal);
     return readMetaFile(this.#host, dir);
+  }
+
+  async listPaused({ signal }: CallOpts): Promise<PausedOnDisk[]> {
+    await this.#host.faults.gate('files.listPaused', undefined, signal);
+    const out: PausedOnDisk[] = [];
+    for (const sandboxId of [...this.#host.ledger.sandboxDirs].sort()) {
+      const dir = this.sandboxDir(sandboxId);
+      if (this.#host.fs.readFile(`${dir}/${SNAPSHOT_META_FILE}`) === undefined) continue;
+      try {
+        const meta = readMetaFile(this.#host, dir);
+        if (meta.kind === 'pause') out.push({ sandboxId, meta });
+      } catch (err) {
+        out.push({ sandboxId, error: (err as Error).message });
+      }
+    }
+    return out;
   }
 
   async stageCow(sandboxId: string, stagingDir: string, { signal }: CallOpts): Promise<void> {

@@ -26,7 +26,7 @@ export const FAKE_METHODS = [
   'network.create', 'network.remove',
   'files.makeSandboxDir', 'files.removeSandboxDir', 'files.makeStaging', 'files.removeStaging',
   'files.punchZeroPages', 'files.writeMeta', 'files.readMeta', 'files.stageCow', 'files.swapIn',
-  'files.linkMemoryFiles', 'files.cleanupOrphans',
+  'files.linkMemoryFiles', 'files.cleanupOrphans', 'files.listPaused',
   'templates.resolve', 'templates.exists', 'templates.list', 'templates.promote', 'templates.remove',
   'templates.importRootfs',
 ] as const;

@@ -29,9 +29,16 @@ export interface SnapshotFiles {
   swapIn(stagingDir: string, sandboxId: string, opts: CallOpts): Promise<void>;
   /** Hardlinks (or sparse-copies across filesystems) the VMM memory snapshot files of `fromDir` into `toDir`. */
   linkMemoryFiles(fromDir: string, toDir: string, opts: CallOpts): Promise<void>;
+  /**
+   * Sandboxes whose dir holds a pause snapshot: what start-up brings back as
+   * Paused. A snapshot.json that does not parse is reported with its error.
+   */
+  listPaused(opts: CallOpts): Promise<PausedOnDisk[]>;
   /** Removes staging and trash dirs left by a crash; returns what it removed. */
   cleanupOrphans(opts: CallOpts): Promise<string[]>;
 }
+
+export type PausedOnDisk = { sandboxId: string; meta: SnapshotMeta } | { sandboxId: string; error: string };
 
 export interface TemplateInfo {
   teamId: string;

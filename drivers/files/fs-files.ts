@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { SandboxdError } from '../../core/errors.ts';
 import { type Logger, silentLogger } from '../../core/log.ts';
 import type { CallOpts } from '../call.ts';
-import type { SnapshotFiles } from './files.ts';
+import type { PausedOnDisk, SnapshotFiles } from './files.ts';
 import { checkAborted, fsFailure, type FsOps, fsyncDir, guard, isErrno, lstatOrNull, realFsOps } from './fs-ops.ts';
 import { takeInventory } from './inventory.ts';
 import { classifySandboxEntry, COW_FILE, DataLayout, MEMORY_FILES, ROOTFS_FILE, VMM_FILES } from './layout.ts';
@@ -125,6 +125,21 @@ export class FsSnapshotFiles implements SnapshotFiles {
 
   async readMeta(dir: string, { signal }: CallOpts): Promise<SnapshotMeta> {
     return readMetaIn(this.layout.inside(dir), signal);
+  }
+
+  async listPaused({ signal }: CallOpts): Promise<PausedOnDisk[]> {
+    const out: PausedOnDisk[] = [];
+    for (const { sandboxId, dir } of (await takeInventory(this.layout, { signal })).sandboxes) {
+      // A dir without metadata belongs to a sandbox that was not paused (a crash while running).
+      if ((await lstatOrNull(join(dir, SNAPSHOT_META_FILE))) === null) continue;
+      try {
+        const meta = await readMetaIn(dir, signal);
+        if (meta.kind === 'pause') out.push({ sandboxId, meta });
+      } catch (err) {
+        out.push({ sandboxId, error: (err as Error).message });
+      }
+    }
+    return out;
   }
 
   async stageCow(sandboxId: string, stagingDir: string, { signal }: CallOpts): Promise<void> {

@@ -15,6 +15,8 @@ export const SnapshotMetaSchema = z.strictObject({
   vcpus: z.number().int().positive(),
   memoryMB: z.number().int().positive(),
   timeoutSec: z.number().int().nonnegative(),
+  /** Pause snapshots: the disk size asked for at create, so a restart brings the sandbox back whole. */
+  diskSizeMB: z.number().int().positive().optional(),
   slot: z.number().int().nonnegative().optional(),
   /** The rootfs.ext4 the CoW is layered over. */
   baseTemplatePath: z.string(),

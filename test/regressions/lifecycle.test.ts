@@ -1,6 +1,7 @@
 // Pain points other sandbox agents have shipped, each pinned by a test.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { Supervisor } from '../../actors/supervisor.ts';
 import { SandboxdError } from '../../core/errors.ts';
 import type { LifecycleEvent } from '../../actors/api.ts';
 import { assertHoldsForStatus, assertLedgerMatches, harness, settle, TEAM, waitFor, waitStatus } from '../support/harness.ts';
@@ -206,4 +207,32 @@ test('shutdown pauses what runs, destroys what cannot pause, keeps paused, and r
   assert.equal(h.sup.loops.held().size, 0, 'every loop released');
   await assert.rejects(h.sup.create(TEAM, { templateId: 'base' }), (e: SandboxdError) => e.code === 'draining');
   assert.equal(h.sup.info().draining, true);
+});
+
+test('after a shutdown, a new agent brings every paused sandbox back with its slot and data', async () => {
+  const h = harness();
+  const a = await h.sup.create(TEAM, { templateId: 'base', timeoutSec: 600, diskSizeMB: 128 });
+  const b = await h.sup.create({ teamId: 'other' }, { templateId: 'snap' });
+  await kv(h, a.sandbox.id, 'set', 'kept', 'across restarts');
+  await h.sup.shutdown();
+
+  const next = new Supervisor({ drivers: h.drivers, slots: 64 });
+  const { recovered, unreadable } = await next.recoverPaused(AbortSignal.timeout(5_000));
+  assert.deepEqual(recovered.sort(), [a.sandbox.id, b.sandbox.id].sort());
+  assert.deepEqual(unreadable, []);
+  const back = next.get(TEAM, a.sandbox.id);
+  assert.equal(back.status, 'paused');
+  assert.equal(back.slot, a.sandbox.slot, 'the slot is reserved again');
+  assert.equal(back.timeoutSec, 600);
+  assert.equal(back.diskSizeMB, 128);
+  assert.throws(() => next.get(TEAM, b.sandbox.id), (e: SandboxdError) => e.code === 'not_found', 'team isolation survives the restart');
+  assert.equal(next.slots.ownerOf(b.sandbox.slot!), b.sandbox.id);
+  await next.resume(TEAM, a.sandbox.id);
+  assert.equal((await next.exec(TEAM, a.sandbox.id, { cmd: 'kv', args: ['get', 'kept'] })).stdout, 'across restarts');
+  const fresh = await next.create(TEAM, { templateId: 'base' });
+  assert.notEqual(fresh.sandbox.slot, a.sandbox.slot);
+  assert.notEqual(fresh.sandbox.slot, b.sandbox.slot);
+  for (const id of [a.sandbox.id, fresh.sandbox.id]) await next.destroy(TEAM, id);
+  await next.destroy({ teamId: 'other' }, b.sandbox.id);
+  assert.ok(h.host.ledger.isEmpty());
 });

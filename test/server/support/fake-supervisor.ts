@@ -1,9 +1,9 @@
 import type {
-  AgentInfo, Caller, CreateParams, LifecycleEvent, SandboxStatus, SandboxView, StateChange, SupervisorApi, TemplateView,
+  AgentInfo, Caller, CreateParams, ImportTemplateParams, LifecycleEvent, ProxyTarget, SandboxStatus, SandboxView, StateChange, SupervisorApi, TemplateView,
 } from '../../../actors/api.ts';
 import { isErrorCode, SandboxdError } from '../../../core/errors.ts';
 import { newSandboxId } from '../../../core/ids.ts';
-import type { ExecRequest, ExecResult } from '../../../drivers/envd/envd.ts';
+import type { ExecRequest, ExecResult, GuestProcess, ProcessStream } from '../../../drivers/envd/envd.ts';
 
 /**
  * A small in-memory SupervisorApi for server tests that must not depend on the
@@ -113,6 +113,36 @@ export class FakeSupervisor implements SupervisorApi {
     if (req.cmd === 'raise' && isErrorCode(req.args[0])) throw new SandboxdError(req.args[0], `raised ${req.args[0]}`, { step: 'raise' });
     const exitCode = req.cmd === 'exit' ? Number(req.args[0] ?? 0) : 0;
     return { exitCode, stdout: `${req.cmd} ${req.args.join(' ')}\n`, stderr: '' };
+  }
+
+  // Guest streams: this fake has no guest; a running sandbox of the caller's team answers operation_failed.
+  #noGuest(caller: Caller, id: string): never {
+    if (this.own(caller, id).status !== 'running') throw new SandboxdError('not_running');
+    throw new SandboxdError('operation_failed', 'the fake supervisor has no guest streams');
+  }
+  async execStream(caller: Caller, id: string): Promise<ProcessStream> { this.#noGuest(caller, id); }
+  async ptyStart(caller: Caller, id: string): Promise<ProcessStream> { this.#noGuest(caller, id); }
+  async ptyAttach(caller: Caller, id: string): Promise<ProcessStream> { this.#noGuest(caller, id); }
+  async ptyInput(caller: Caller, id: string): Promise<void> { this.#noGuest(caller, id); }
+  async ptyResize(caller: Caller, id: string): Promise<void> { this.#noGuest(caller, id); }
+  async ptyKill(caller: Caller, id: string): Promise<void> { this.#noGuest(caller, id); }
+  async processStart(caller: Caller, id: string): Promise<{ pid: number }> { this.#noGuest(caller, id); }
+  async processConnect(caller: Caller, id: string): Promise<ProcessStream> { this.#noGuest(caller, id); }
+  async processList(caller: Caller, id: string): Promise<GuestProcess[]> { this.#noGuest(caller, id); }
+  async processKill(caller: Caller, id: string): Promise<void> { this.#noGuest(caller, id); }
+
+  proxyConnect(caller: Caller, id: string): ProxyTarget {
+    const sb = this.own(caller, id);
+    if (sb.status !== 'running') throw new SandboxdError('not_running');
+    sb.lastActiveAt = new Date().toISOString();
+    return { hostIp: '127.0.0.1', release: () => undefined };
+  }
+
+  async importTemplate(caller: Caller, p: ImportTemplateParams): Promise<TemplateView> {
+    if (caller.teamId !== null) throw new SandboxdError('invalid_argument', 'template.import is admin only');
+    const t: TemplateView = { teamId: p.teamId ?? 'system', templateId: p.templateId, kind: 'base', sizeBytes: 1 };
+    this.templates.push(t);
+    return t;
   }
 
   metrics(caller: Caller, id: string, range: string) {
