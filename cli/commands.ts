@@ -5,6 +5,7 @@ import type { StateNotice } from '../server/protocol.ts';
 import { UsageError } from './exit-codes.ts';
 import * as fmt from './format.ts';
 import { ProgressDisplay } from './progress.ts';
+import { shellCommand, templateCommand } from './shell.ts';
 
 /** What a command gets: a lazily opened client and where to write. */
 export interface RunContext {
@@ -180,6 +181,8 @@ export const commands: Record<string, CommandSpec> = {
       throw new UsageError('expected: templates [list | delete <templateId>]');
     },
   },
+  shell: shellCommand,
+  template: templateCommand,
   watch: {
     args: '[id]',
     summary: 'stream state changes and events live (one sandbox, or all); Ctrl-C stops',
