@@ -85,7 +85,10 @@ export interface Rig {
   dataDir: string;
   runDir: string;
   dmState: string;
+  /** The agent; a test that restarts it puts the new one here (cleanup destroys through it). */
   sup: Supervisor;
+  /** Another agent on the same drivers and host (an agent restart). */
+  newSupervisor(): Supervisor;
   drivers: Drivers;
   loops: LosetupLoopDriver;
   dm: DmDiskDriver;
@@ -197,18 +200,14 @@ export async function makeRig(t: TestContext, o: RigOptions): Promise<Rig> {
     templates: new FsTemplateStore({ dataDir }),
     store: new MemoryStore(),
   };
-  const sup = new Supervisor({
-    drivers,
-    slots: MAX_SLOTS,
-    defaultDiskSizeMB: 64,
-    vmSandboxDir: (id) => join(root, 'vm', id),
-    ...o.supervisor,
-  });
-  // First to run: destroy what the test left, so every owner releases its own.
+  const newSupervisor = () =>
+    new Supervisor({ drivers, slots: MAX_SLOTS, defaultDiskSizeMB: 64, vmSandboxDir: (id) => join(root, 'vm', id), ...o.supervisor });
+  const rig: Rig = { root, net: o.net, dataDir, runDir, dmState, sup: newSupervisor(), newSupervisor, drivers, loops, dm, files, basePath };
+  // First to run: the current supervisor destroys what the test left, so every owner releases its own.
   undo(async () => {
-    await Promise.allSettled(sup.ids().map((id) => sup.destroy(ADMIN, id)));
+    await Promise.allSettled(rig.sup.ids().map((id) => rig.sup.destroy(ADMIN, id)));
   });
-  return { root, net: o.net, dataDir, runDir, dmState, sup, drivers, loops, dm, files, basePath };
+  return rig;
 }
 
 /** Pids of simulator VMMs whose API socket lies in `runDir`, by sandbox id. */
