@@ -146,3 +146,23 @@ test('sandboxes of one template share one read-only loop, detached only when the
   await rig.sup.destroy(CALLER, x);
   await assertHostEmpty(rig, 'after the last destroy');
 });
+
+test('four creates at once, then pauses, resumes and destroys at once, race for one loop and four slots without leaking or doubling anything', { skip, timeout: 90_000 }, async (t) => {
+  const rig = await makeRig(t, { net: LIFECYCLE_NET });
+  const ids = ['sb-par0', 'sb-par1', 'sb-par2', 'sb-par3'];
+  await Promise.all(ids.map((id) => rig.sup.create(CALLER, { templateId: 'base', id, memoryMB: 128 })));
+  let inv = await assertHostMatches(rig, 'after parallel creates');
+  assert.equal(inv.storage.loops.filter((l) => l.readOnly).length, 1, 'one origin loop however the acquires interleaved');
+  assert.deepEqual(inv.network.slots, [0, 1, 2, 3]);
+  await Promise.all(ids.map((id) => kv(rig, id, 'set', 'me', id)));
+
+  await Promise.all(ids.map((id) => rig.sup.pause(CALLER, id)));
+  inv = await assertHostMatches(rig, 'after parallel pauses');
+  assert.deepEqual(inv.storage.loops, [], 'the last pause detached the shared loop');
+  await Promise.all(ids.map((id) => rig.sup.resume(CALLER, id)));
+  await assertHostMatches(rig, 'after parallel resumes');
+  assert.deepEqual(await Promise.all(ids.map(async (id) => (await kv(rig, id, 'get', 'me')).out)), ids);
+
+  await Promise.all(ids.map((id) => rig.sup.destroy(CALLER, id)));
+  await assertHostEmpty(rig, 'after parallel destroys');
+});
