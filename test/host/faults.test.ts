@@ -126,3 +126,28 @@ test('a VMM killed while its sandbox runs releases the network, slot, disk, loop
   await assertHostEmpty(rig, 'after the crash was cleaned up');
   assert.deepEqual(readdirSync(rig.runDir), [], 'no socket, pidfile or envd file of the dead VMM');
 });
+
+for (const step of ['acquireLoop', 'createDisk', 'createNetwork', 'bootVm', 'waitEnvd'] as const) {
+  test(`a destroy that lands while create runs ${step} cancels it, and the rollback leaves nothing on the real host`, { skip, timeout: 60_000 }, async (t) => {
+    let started: () => void = () => undefined;
+    const reached = new Promise<void>((resolve) => (started = resolve));
+    const rig = await makeRig(t, {
+      net: FAULTS_NET,
+      supervisor: {
+        wrapStep: (name, impl) => (c, signal) => {
+          if (name === step) started();
+          return impl(c, signal);
+        },
+      },
+    });
+    const id = 'sb-cancel';
+    const create = rig.sup.create(CALLER, { templateId: 'base', id, memoryMB: 128 }).then(() => 'created', (e: unknown) => e);
+    await reached;
+    await rig.sup.destroy(CALLER, id);
+    const outcome = await create;
+    assert.ok(outcome instanceof SandboxdError && outcome.code === 'cancelled', `create answered ${String(outcome)}`);
+    assert.equal(rig.sup.snapshotOf(id), undefined);
+    await assertHostEmpty(rig, `after a destroy during ${step}`);
+    assert.deepEqual(readdirSync(rig.runDir), [], 'no VMM files');
+  });
+}
