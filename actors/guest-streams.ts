@@ -15,8 +15,8 @@ export class GuestStreamSet {
     return this.#get(sandboxId).abort.signal;
   }
 
-  /** Tracks a stream until it ends, is cancelled, or the sandbox leaves Running. */
-  adopt(sandboxId: string, stream: ProcessStream): ProcessStream {
+  /** Tracks a stream until it ends, is cancelled, or the sandbox leaves Running; `onEvent` sees each event. */
+  adopt(sandboxId: string, stream: ProcessStream, onEvent: () => void = () => undefined): ProcessStream {
     const entry = this.#get(sandboxId);
     if (entry.abort.signal.aborted) {
       stream.cancel();
@@ -24,7 +24,7 @@ export class GuestStreamSet {
     }
     let done = false;
     const tracked: ProcessStream = {
-      events: forget(stream.events, () => release()),
+      events: follow(stream.events, onEvent, () => release()),
       cancel: () => release(),
     };
     const release = (): void => {
@@ -60,10 +60,13 @@ export class GuestStreamSet {
   }
 }
 
-/** Runs `onEnd` once the consumer stops iterating, for whatever reason. */
-async function* forget(events: AsyncIterable<ProcessEvent>, onEnd: () => void): AsyncGenerator<ProcessEvent> {
+/** Passes events through; runs `onEnd` once the consumer stops iterating, for whatever reason. */
+async function* follow(events: AsyncIterable<ProcessEvent>, onEvent: () => void, onEnd: () => void): AsyncGenerator<ProcessEvent> {
   try {
-    yield* events;
+    for await (const event of events) {
+      onEvent();
+      yield event;
+    }
   } finally {
     onEnd();
   }

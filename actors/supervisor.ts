@@ -91,6 +91,8 @@ interface Pending {
 
 /** Bound of one unary guest call (PTY input, process list, kill…). */
 const GUEST_CALL_MS = 30_000;
+/** Output on an open guest stream keeps the sandbox active, touched this often at most. */
+const STREAM_ACTIVITY_EVERY_MS = 1_000;
 
 /** At most this many pauses at once on shutdown: each writes guest RAM to disk. */
 const PAUSE_ALL_CONCURRENCY = 8;
@@ -242,17 +244,17 @@ export class Supervisor implements SupervisorApi {
 
   async execStream(caller: Caller, id: string, req: ExecRequest): Promise<ProcessStream> {
     const g = this.#guest(caller, id);
-    return this.guestStreams.adopt(id, await g.envd.execStream(g.url, req, { signal: g.signal }));
+    return this.#adopt(id, await g.envd.execStream(g.url, req, { signal: g.signal }));
   }
 
   async ptyStart(caller: Caller, id: string, req: PtyStartRequest): Promise<ProcessStream> {
     const g = this.#guest(caller, id);
-    return this.guestStreams.adopt(id, await g.envd.ptyStart(g.url, req, { signal: g.signal }));
+    return this.#adopt(id, await g.envd.ptyStart(g.url, req, { signal: g.signal }));
   }
 
   async ptyAttach(caller: Caller, id: string, process: ProcessSelector): Promise<ProcessStream> {
     const g = this.#guest(caller, id);
-    return this.guestStreams.adopt(id, await g.envd.ptyAttach(g.url, process, { signal: g.signal }));
+    return this.#adopt(id, await g.envd.ptyAttach(g.url, process, { signal: g.signal }));
   }
 
   async ptyInput(caller: Caller, id: string, process: ProcessSelector, data: Buffer): Promise<void> {
@@ -277,7 +279,7 @@ export class Supervisor implements SupervisorApi {
 
   async processConnect(caller: Caller, id: string, process: ProcessSelector): Promise<ProcessStream> {
     const g = this.#guest(caller, id);
-    return this.guestStreams.adopt(id, await g.envd.processConnect(g.url, process, { signal: g.signal }));
+    return this.#adopt(id, await g.envd.processConnect(g.url, process, { signal: g.signal }));
   }
 
   async processList(caller: Caller, id: string): Promise<GuestProcess[]> {
@@ -596,6 +598,18 @@ export class Supervisor implements SupervisorApi {
     if (status(snapshot) !== 'running') throw new SandboxdError('not_running');
     entry.actor.send({ type: 'ACTIVITY', at: Date.now() });
     return snapshot.context;
+  }
+
+  /** Tracks a guest stream; its output counts as activity (at most one ACTIVITY a second). */
+  #adopt(id: string, stream: ProcessStream): ProcessStream {
+    let last = 0;
+    return this.guestStreams.adopt(id, stream, () => {
+      const now = Date.now();
+      if (now - last < STREAM_ACTIVITY_EVERY_MS) return;
+      last = now;
+      const entry = this.#entries.get(id);
+      if (entry !== undefined && status(entry.actor.getSnapshot()) === 'running') entry.actor.send({ type: 'ACTIVITY', at: now });
+    });
   }
 
   /** A guest call on a Running sandbox: activity, its envd, and a signal that ends with Running (and `boundMs`). */

@@ -47,7 +47,11 @@ export class Connection implements Subscriber, InspectSubscriber {
   private overCapSince: number | null = null;
   private killTimer: NodeJS.Timeout | null = null;
   private readonly ctx: CallContext;
-  private readonly streams = new ConnectionStreams((frame) => this.send(frame, 'notification'), MAX_STREAMS);
+  private readonly streams = new ConnectionStreams(
+    (frame) => this.send(frame, 'notification'),
+    MAX_STREAMS,
+    () => this.ws.bufferedAmount > this.deps.limits.highWaterBytes,
+  );
 
   constructor(
     readonly ws: WebSocket,

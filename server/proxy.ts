@@ -61,7 +61,8 @@ export function createPortProxy(deps: ProxyDeps): PortProxy {
     if (caller === null) return refuse(401, 'unauthorized'), null;
     const port = /^[0-9]+$/.test(m[2]!) ? Number(m[2]) : NaN;
     if (!(port >= 1 && port <= 65_535)) return refuse(400, 'port must be 1-65535'), null;
-    const route: Route = { sandboxId: decodeURIComponent(m[1]!), port, path: `${m[3] ?? '/'}${url.search}` };
+    // Sandbox ids are plain ASCII: an encoded one is simply not found.
+    const route: Route = { sandboxId: m[1]!, port, path: `${m[3] ?? '/'}${url.search}` };
     let target: ProxyTarget;
     try {
       target = deps.supervisor.proxyConnect(caller, route.sandboxId, conn);

@@ -31,6 +31,7 @@ export interface StreamExitNotice {
 
 /** Open guest streams per connection. */
 export const MAX_STREAMS = 64;
+const BACKLOG_POLL_MS = 10;
 
 export class ConnectionStreams implements StreamPort {
   readonly #open = new Map<string, ProcessStream>();
@@ -40,6 +41,8 @@ export class ConnectionStreams implements StreamPort {
   constructor(
     private readonly send: (frame: string) => void,
     private readonly maxStreams: number,
+    /** True while the peer is behind: the streams stop reading from the guest until it catches up. */
+    private readonly congested: () => boolean = () => false,
   ) {}
 
   get size(): number {
@@ -95,6 +98,8 @@ export class ConnectionStreams implements StreamPort {
     try {
       let step = pending;
       for (;;) {
+        // Flow control: a slow reader slows the guest's stream down instead of piling up frames here.
+        while (step === null && !this.#closed && this.congested()) await new Promise((r) => setTimeout(r, BACKLOG_POLL_MS));
         step ??= await it.next();
         if ('error' in step) throw step.error;
         if (step.done === true) break;

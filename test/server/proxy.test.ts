@@ -117,6 +117,7 @@ test('port proxy over the agent listener', async (t) => {
     assert.equal((await fetchVia(h, `${base}/x`, { token: 'sbxt-wrong' })).status, 401);
     assert.equal((await fetchVia(h, `${base}/x`, { token: h.tokens.b })).status, 404);
     assert.equal((await fetchVia(h, `/v1/sandboxes/sb-doesnotexist/ports/${guest.port}/x`)).status, 404);
+    assert.equal((await fetchVia(h, `/v1/sandboxes/%E0%A4%A/ports/${guest.port}/x`)).status, 404, 'a malformed escape is just not found');
     for (const port of ['0', '65536', 'abc']) assert.equal((await fetchVia(h, `/v1/sandboxes/${id}/ports/${port}/x`)).status, 400, port);
     await assert.rejects(openWs(t, `${wsBase}/`, {}), /HTTP 401/);
     await assert.rejects(openWs(t, `${wsBase}/`, { headers: { authorization: `Bearer ${h.tokens.b}` } }), /HTTP 404/);

@@ -60,6 +60,16 @@ test('guest streams over the WebSocket', async (t) => {
     assert.equal(c.out.stderr, 'oops\n');
   });
 
+  await t.test('output on an open stream counts as activity (lastActiveAt moves without calls)', async () => {
+    const c = collector();
+    const s = await a.openStream('sandbox.execStream', { id, cmd: '/bin/sh', args: ['-c', 'echo a; sleep 1.3; echo b'] }, c.onOutput);
+    await until('the first line', () => c.out.stdout.includes('a'));
+    const atStart = Date.parse((await a.call('sandbox.get', { id })).lastActiveAt);
+    await s.exit;
+    const atEnd = Date.parse((await a.call('sandbox.get', { id })).lastActiveAt);
+    assert.ok(atEnd >= atStart + 1000, `lastActiveAt moved by ${atEnd - atStart} ms while only the stream spoke`);
+  });
+
   await t.test('PTY input reaches the shell, resize is accepted, kill ends the stream', async () => {
     const c = collector();
     const pty = await a.openStream('pty.start', { id, cmd: '/bin/sh', cols: 100, rows: 30 }, c.onOutput);
