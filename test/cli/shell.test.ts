@@ -41,6 +41,20 @@ test('sandboxctl shell and template import', async (t) => {
     assert.match(ok.stdout, /fine/);
   });
 
+  await t.test('on a terminal (util-linux script gives it a pseudo-terminal) stdin goes raw and the exit code still passes through', async () => {
+    // script types the input before sandboxctl is up, so what the local terminal echoes is not checked; what is
+    // pinned is that a terminal on stdin/stdout (raw mode, SIGWINCH) still carries the session and its exit code.
+    const r = await execa('script', ['-q', '-e', '-c', `${bin} shell ${id} --cmd /bin/sh`, '/dev/null'], {
+      reject: false,
+      timeout: 30_000,
+      input: 'echo tty-$((6*7))\nexit 5\n',
+      env: { SANDBOXD_URL: h.url, SANDBOXD_TOKEN: h.tokens.a, PATH: process.env.PATH ?? '/usr/bin:/bin', TERM: 'dumb' },
+      extendEnv: false,
+    });
+    assert.equal(r.exitCode, 5, r.stderr + r.stdout);
+    assert.match(r.stdout, /tty-42/);
+  });
+
   await t.test("shell into another team's sandbox is not_found; no id is a usage error", async () => {
     const other = await ctl(h, ['shell', id], { token: h.tokens.b, input: 'exit 0\n' });
     assert.equal(other.exitCode, ExitCodes.not_found, other.stderr);
