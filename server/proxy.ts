@@ -128,11 +128,13 @@ export function createPortProxy(deps: ProxyDeps): PortProxy {
         else res.destroy();
       });
       upstreamReq.once('response', (up) => {
+        up.on('error', () => res.destroy());
         res.writeHead(up.statusCode ?? 502, stripHopByHop(up.headers));
         up.on('data', touch);
         up.pipe(res);
       });
       req.on('data', touch);
+      req.on('error', () => upstreamReq?.destroy());
       req.pipe(upstreamReq);
       return true;
     },
@@ -173,6 +175,7 @@ export function createPortProxy(deps: ProxyDeps): PortProxy {
       });
       upstreamReq.once('response', (up) => {
         // The service refused the upgrade: pass its answer on and end.
+        up.on('error', () => socket.destroy());
         socket.write(statusBlock(up.statusCode ?? 502, up.statusMessage, { ...stripHopByHop(up.headers), connection: 'close' }));
         up.pipe(socket);
       });

@@ -144,6 +144,16 @@ test('port proxy over the agent listener', async (t) => {
     assert.ok(after > before, `lastActiveAt ${after} > ${before}`);
   });
 
+  await t.test('a client that goes away mid-request releases its registration; the agent keeps serving', async () => {
+    const req = request(`${h.httpBase}${base}/hold`, { headers: { authorization: `Bearer ${h.tokens.a}` }, agent: false });
+    req.on('error', () => undefined);
+    req.end();
+    await until('the request to be tracked', () => agent.supervisor.connections.count(id) === 1);
+    req.destroy();
+    await until('the registration to be released', () => agent.supervisor.connections.count(id) === 0);
+    assert.equal((await fetchVia(h, `${base}/still`)).status, 200);
+  });
+
   await t.test('a pause drains: new connections 503, open ones force-closed after the window, then paused', async () => {
     const ws = await openWs(t, `${wsBase}/echo`, { headers: { authorization: `Bearer ${h.tokens.a}` } });
     const wsClosed = new Promise<void>((r) => ws.once('close', () => r()));
