@@ -2,9 +2,10 @@
 // the end): nothing any test made may outlive the suite. Tests name what they
 // make on the host `sbxt…` (namespaces, links, nft tables, dm devices) or keep it
 // under a `/tmp/sandboxd-test-*` dir (loop backing files, mounts, VMM sockets),
-// so anything matching here is a leak, whichever test made it. Objects of a test
-// still running elsewhere on the machine go away by themselves, so the check
-// polls for a while before it reports.
+// so anything matching here is a leak, whichever test made it. A process still
+// under a running test runner is that test's (another run on the same machine);
+// other objects of a test still running elsewhere go away by themselves, so the
+// check polls for a while before it reports.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -48,19 +49,43 @@ async function testObjects(): Promise<string[]> {
   return out.sort();
 }
 
-/** Processes started with a test dir on their command line (VMMs, their guest processes, helpers). */
+/**
+ * Processes started with a test dir on their command line (VMMs, their guest
+ * processes, helpers) that no running test owns: a leaked one was reparented
+ * when its test's process exited, while one whose ancestors include a live test
+ * runner belongs to a test still running (another run on the same machine).
+ */
 function testProcesses(): string[] {
   const out: string[] = [];
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)) {
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
-    } catch {
-      continue;
-    }
-    if (cmdline.includes(TEST_DIR)) out.push(`process ${pid}: ${cmdline.slice(0, 160)}`);
+    const cmdline = cmdlineOf(Number(pid));
+    if (cmdline.includes(TEST_DIR) && !ownedByRunningTest(Number(pid))) out.push(`process ${pid}: ${cmdline.slice(0, 160)}`);
   }
   return out;
+}
+
+function cmdlineOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return ''; // exited while we looked
+  }
+}
+
+function ownedByRunningTest(pid: number): boolean {
+  for (let p = parentOf(pid), hops = 0; p > 1 && hops < 64; p = parentOf(p), hops++) {
+    if (p === process.pid) return false;
+    if (/(^| )--test( |$)|\.test\.ts\b/.test(cmdlineOf(p))) return true;
+  }
+  return false;
+}
+
+function parentOf(pid: number): number {
+  try {
+    return Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
 }
 
 test('no namespace, link, nft table, loop device, dm device, mount or process of any test is left on the host', { timeout: SETTLE_MS + 30_000 }, async () => {
