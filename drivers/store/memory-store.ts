@@ -3,15 +3,11 @@ import type { SandboxRecord, SandboxStore } from './store.ts';
 /** In-memory store; the SQLite store replaces it where records must outlive the process. */
 export class MemoryStore implements SandboxStore {
   readonly #records = new Map<string, SandboxRecord>();
-  writes = 0;
-
   save(record: SandboxRecord): void {
-    this.writes++;
     this.#records.set(record.id, record);
   }
 
   remove(sandboxId: string): void {
-    this.writes++;
     this.#records.delete(sandboxId);
   }
 
