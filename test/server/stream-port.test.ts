@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ProcessEvent, ProcessStream } from '../../drivers/envd/envd.ts';
 import { ConnectionStreams } from '../../server/streams.ts';
+import { realSupervisor } from './support/real-supervisor.ts';
 
 // ConnectionStreams on its own: a hand-fed guest stream, frames captured.
 
@@ -121,4 +122,16 @@ test('too many streams are refused and the extra stream is cancelled; closeAll c
   const late = fedStream();
   await assert.rejects(streams.open(late.stream), { code: 'cancelled' });
   assert.equal(late.cancelled, true);
+});
+
+test('a supervisor whose envd driver has no streams answers operation_failed; another team still gets not_found', async () => {
+  const { supervisor } = realSupervisor();
+  const team = { teamId: 'team-a' };
+  const { sandbox } = await supervisor.create(team, { templateId: 'base' });
+  try {
+    await assert.rejects(supervisor.execStream(team, sandbox.id, { cmd: 'true', args: [] }), { code: 'operation_failed' });
+    await assert.rejects(supervisor.processList({ teamId: 'team-b' }, sandbox.id), { code: 'not_found' });
+  } finally {
+    await supervisor.destroy(team, sandbox.id);
+  }
 });
