@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
-import { createActor, type Actor, type AnyActorLogic, type InspectionEvent } from 'xstate';
-import { SandboxdError, type ErrorInfo } from '../core/errors.ts';
+import type { InspectionEvent } from 'xstate';
+import { SandboxdError } from '../core/errors.ts';
 import { assertNameId, assertSandboxId, newOpId, newSandboxId } from '../core/ids.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import type {
@@ -9,8 +9,8 @@ import type {
 } from '../drivers/envd/envd.ts';
 import { SYSTEM_TEAM } from '../drivers/files/files.ts';
 import type { Drivers } from '../drivers/index.ts';
-import { initialContext, noResources, type SandboxContext, type SandboxInput } from '../machines/sandbox/context.ts';
-import type { SandboxEmitted, SandboxEvent } from '../machines/sandbox/events.ts';
+import type { SandboxContext } from '../machines/sandbox/context.ts';
+import type { SandboxEvent } from '../machines/sandbox/events.ts';
 import { sandboxMachine } from '../machines/sandbox/machine.ts';
 import type {
   AgentInfo,
@@ -35,7 +35,10 @@ import { stepImplementations, type StepImpl } from './steps.ts';
 import type { StepName } from '../machines/sandbox/steps.ts';
 import { isMetricRange, RANGES } from './metrics/rings.ts';
 import type { FlushedMetrics, MetricPoint } from './metrics/sampler.ts';
-import { record, status, stepOf, view, type SandboxSnapshot } from './view.ts';
+import { pausedFromDisk } from './recovery.ts';
+import { SandboxRegistry, type Entry } from './sandbox-registry.ts';
+import { shutdownAll } from './shutdown.ts';
+import { status, view, type SandboxSnapshot } from './view.ts';
 
 export interface SupervisorOptions {
   drivers: Drivers;
@@ -70,32 +73,10 @@ export interface MetricsSource {
   has(sandboxId: string): boolean;
 }
 
-type SandboxActor = Actor<typeof sandboxMachine>;
-
-interface Entry {
-  actor: SandboxActor;
-  teamId: string;
-  seq: number;
-  step: string;
-  log: Logger | null;
-  /** Operations awaiting a reply from this sandbox. */
-  ops: Set<string>;
-  unwatchVm: (() => void) | null;
-}
-
-interface Pending {
-  sandboxId: string;
-  resolve: () => void;
-  reject: (err: SandboxdError) => void;
-}
-
 /** Bound of one unary guest call (PTY input, process list, kill…). */
 const GUEST_CALL_MS = 30_000;
 /** Output on an open guest stream keeps the sandbox active, touched this often at most. */
 const STREAM_ACTIVITY_EVERY_MS = 1_000;
-
-/** At most this many pauses at once on shutdown: each writes guest RAM to disk. */
-const PAUSE_ALL_CONCURRENCY = 8;
 
 /**
  * The one place that knows every sandbox: admission, routing of commands to
@@ -110,12 +91,9 @@ export class Supervisor implements SupervisorApi {
   readonly guestStreams = new GuestStreamSet();
   readonly #drivers: Drivers;
   readonly #log: Logger;
-  readonly #entries = new Map<string, Entry>();
-  readonly #pending = new Map<string, Pending>();
-  readonly #stateListeners = new Set<(change: StateChange) => void>();
-  readonly #eventListeners = new Set<(event: LifecycleEvent) => void>();
+  readonly #reg: SandboxRegistry;
   readonly #runner: StepRunner;
-  readonly #logic: AnyActorLogic;
+  readonly #logic: typeof sandboxMachine;
   readonly #opts: SupervisorOptions;
   #draining = false;
 
@@ -125,21 +103,28 @@ export class Supervisor implements SupervisorApi {
     this.#log = opts.logger ?? silentLogger;
     this.slots = new SlotAllocator(opts.slots ?? 1024);
     this.loops = new LoopRegistry(opts.drivers.loop);
+    this.#reg = new SandboxRegistry({
+      store: opts.drivers.store,
+      vmm: opts.drivers.vmm,
+      log: this.#log,
+      ...(opts.inspect === undefined ? {} : { inspect: opts.inspect }),
+      onGone: (id) => this.connections.forget(id),
+    });
     const impls = stepImplementations({
       drivers: opts.drivers,
       loops: this.loops,
       slots: this.slots,
       connections: this.connections,
       vmSandboxDir: opts.vmSandboxDir ?? ((id) => `/run/sandboxd/${id}`),
-      watchVm: (id) => this.#watchVm(id),
-      unwatchVm: (id) => this.#unwatchVm(id),
+      watchVm: (id) => this.#reg.watchVm(id),
+      unwatchVm: (id) => this.#reg.unwatchVm(id),
       now: () => new Date(),
     });
     const wrap = opts.wrapStep;
     const steps = wrap === undefined ? impls : (Object.fromEntries(
       Object.entries(impls).map(([name, impl]) => [name, wrap(name as StepName, impl)]),
     ) as typeof impls);
-    this.#runner = new StepRunner(steps, (id) => this.#logFor(id), opts.stepBoundMs);
+    this.#runner = new StepRunner(steps, (id) => this.#reg.logFor(id), opts.stepBoundMs);
     this.#logic = sandboxMachine.provide({
       actors: this.#runner.actors(),
       actions: {
@@ -166,10 +151,10 @@ export class Supervisor implements SupervisorApi {
     const input = normalizeCreate(params, teamId, this.#opts.defaultDiskSizeMB ?? 4096);
     if (this.#draining) throw new SandboxdError('draining');
     const id = params.id === undefined ? newSandboxId() : assertSandboxId(params.id);
-    if (this.#entries.has(id)) throw new SandboxdError('already_exists', `sandbox ${id} already exists`);
+    if (this.#reg.has(id)) throw new SandboxdError('already_exists', `sandbox ${id} already exists`);
     const opId = newOpId();
-    const entry = this.#start({ ...input, id, opId, now: Date.now() });
-    await this.#await(entry, id, opId);
+    const entry = this.#reg.start(this.#logic, { ...input, id, opId, now: Date.now() });
+    await this.#reg.reply(id, entry, opId);
     const snapshot = entry.actor.getSnapshot();
     return { sandbox: view(snapshot), diskSizeBytes: snapshot.context.diskSizeBytes ?? 0 };
   }
@@ -180,7 +165,7 @@ export class Supervisor implements SupervisorApi {
 
   list(caller: Caller, filter?: { status?: SandboxStatus }): SandboxView[] {
     const out: SandboxView[] = [];
-    for (const entry of this.#entries.values()) {
+    for (const entry of this.#reg.entries().map(([, e]) => e)) {
       if (caller.teamId !== null && entry.teamId !== caller.teamId) continue;
       const v = view(entry.actor.getSnapshot());
       if (filter?.status === undefined || v.status === filter.status) out.push(v);
@@ -190,7 +175,7 @@ export class Supervisor implements SupervisorApi {
 
   async pause(caller: Caller, id: string): Promise<SandboxView> {
     const entry = this.#entry(caller, id);
-    await this.#command(entry, id, { type: 'PAUSE' });
+    await this.#reg.command(id, entry, { type: 'PAUSE' });
     return view(entry.actor.getSnapshot());
   }
 
@@ -199,12 +184,12 @@ export class Supervisor implements SupervisorApi {
     if (this.#draining) throw new SandboxdError('draining');
     const event: Omit<Extract<SandboxEvent, { type: 'RESUME' }>, 'opId'> = { type: 'RESUME' };
     if (opts?.timeoutSec !== undefined) event.timeoutSec = normalizeTimeout(opts.timeoutSec);
-    await this.#command(entry, id, event);
+    await this.#reg.command(id, entry, event);
     return view(entry.actor.getSnapshot());
   }
 
   async destroy(caller: Caller, id: string): Promise<void> {
-    await this.#command(this.#entry(caller, id), id, { type: 'DESTROY' });
+    await this.#reg.command(id, this.#entry(caller, id), { type: 'DESTROY' });
   }
 
   async snapshot(caller: Caller, id: string, target: { templateId: string; name?: string }): Promise<TemplateView> {
@@ -212,14 +197,14 @@ export class Supervisor implements SupervisorApi {
     const templateId = assertNameId('template', target.templateId);
     const event: Omit<Extract<SandboxEvent, { type: 'SNAPSHOT' }>, 'opId'> = { type: 'SNAPSHOT', teamId: entry.teamId, templateId };
     if (target.name !== undefined) event.name = target.name;
-    await this.#command(entry, id, event);
+    await this.#reg.command(id, entry, event);
     return this.#produced(entry);
   }
 
   async flatten(caller: Caller, id: string, target: { templateId: string }): Promise<TemplateView> {
     const entry = this.#entry(caller, id);
     const templateId = assertNameId('template', target.templateId);
-    await this.#command(entry, id, { type: 'FLATTEN', teamId: entry.teamId, templateId });
+    await this.#reg.command(id, entry, { type: 'FLATTEN', teamId: entry.teamId, templateId });
     return this.#produced(entry);
   }
 
@@ -348,7 +333,7 @@ export class Supervisor implements SupervisorApi {
     const signal = AbortSignal.timeout(60_000);
     const template = await this.#drivers.templates.resolve(teamId, id, { signal });
     if (template.teamId !== teamId && caller.teamId !== null) throw new SandboxdError('not_found', `template ${id} not found`);
-    const users = [...this.#entries.entries()]
+    const users = this.#reg.entries()
       .filter(([, e]) => {
         const c = e.actor.getSnapshot().context;
         return c.template?.dir === template.dir || c.res.originPath === template.rootfsPath;
@@ -360,7 +345,7 @@ export class Supervisor implements SupervisorApi {
 
   info(): AgentInfo {
     const sandboxes: Partial<Record<SandboxStatus, number>> = {};
-    for (const entry of this.#entries.values()) {
+    for (const entry of this.#reg.entries().map(([, e]) => e)) {
       const s = status(entry.actor.getSnapshot());
       sandboxes[s] = (sandboxes[s] ?? 0) + 1;
     }
@@ -377,38 +362,10 @@ export class Supervisor implements SupervisorApi {
     return this.#draining;
   }
 
-  /**
-   * lifecycle.md's Shutdown: refuse creates and resumes, stop the inactivity
-   * timers, cancel creates in flight, let other operations settle, pause what
-   * runs (8 at once, `auto_paused` each), destroy what is neither paused nor
-   * pausable (`stopped` each), release every loop. Paused sandboxes stay on disk.
-   */
+  /** lifecycle.md's Shutdown (actors/shutdown.ts); paused sandboxes stay on disk. */
   async shutdown(): Promise<void> {
     this.#draining = true;
-    for (const entry of this.#entries.values()) entry.actor.send({ type: 'STOP_TIMERS' });
-    const creating = [...this.#entries.entries()].filter(([, e]) => status(e.actor.getSnapshot()) === 'creating');
-    await Promise.allSettled(creating.map(([id, e]) => this.#command(e, id, { type: 'DESTROY' })));
-    await Promise.all([...this.#entries.values()].map((e) => this.#settled(e)));
-
-    const running = [...this.#entries.entries()].filter(([, e]) => status(e.actor.getSnapshot()) === 'running');
-    await forEachLimited(running, PAUSE_ALL_CONCURRENCY, async ([id, e]) => {
-      try {
-        await this.#command(e, id, { type: 'PAUSE' });
-        this.#emit({ sandboxId: id, teamId: e.teamId, type: 'auto_paused', reason: 'agent shutdown' });
-      } catch (err) {
-        this.#logFor(id).warn({ step: 'shutdown', err: (err as Error).message }, 'pause on shutdown failed');
-      }
-    });
-
-    const rest = [...this.#entries.entries()].filter(([, e]) => status(e.actor.getSnapshot()) !== 'paused');
-    await Promise.allSettled(
-      rest.map(async ([id, e]) => {
-        await this.#command(e, id, { type: 'DESTROY' });
-        this.#emit({ sandboxId: id, teamId: e.teamId, type: 'stopped', reason: 'agent shutdown' });
-      }),
-    );
-    await this.loops.releaseAll(AbortSignal.timeout(60_000));
-    for (const entry of this.#entries.values()) entry.actor.stop();
+    await shutdownAll(this.#reg, this.loops);
   }
 
   /**
@@ -421,160 +378,45 @@ export class Supervisor implements SupervisorApi {
     const unreadable: Array<{ sandboxId: string; error: string }> = [];
     for (const found of await this.#drivers.files.listPaused({ signal })) {
       if ('error' in found) {
-        this.#logFor(found.sandboxId).warn({ step: 'recover', err: found.error }, 'pause snapshot unreadable; left on disk');
+        this.#reg.logFor(found.sandboxId).warn({ step: 'recover', err: found.error }, 'pause snapshot unreadable; left on disk');
         unreadable.push(found);
         continue;
       }
       const { sandboxId: id, meta } = found;
-      if (this.#entries.has(id)) continue;
+      if (this.#reg.has(id)) continue;
       if (meta.slot !== undefined) this.slots.reserve(meta.slot, id);
-      const input: SandboxInput = {
-        id,
-        teamId: meta.teamId,
-        templateId: meta.templateId,
-        vcpus: meta.vcpus,
-        memoryMB: meta.memoryMB,
-        diskSizeMB: meta.diskSizeMB ?? this.#opts.defaultDiskSizeMB ?? 4096,
-        timeoutSec: meta.timeoutSec,
-        opId: '',
-        now: Date.now(),
-      };
-      const context: SandboxContext = {
-        ...initialContext(input),
-        op: null,
-        pauseMeta: meta,
-        vmSandboxDir: meta.sandboxDir,
-        res: {
-          ...noResources,
-          originPath: meta.baseTemplatePath,
-          sandboxDir: true,
-          cowPath: meta.cowPath ?? this.#drivers.files.cowPath(id),
-          slot: meta.slot ?? null,
-        },
-      };
-      const entry = this.#start(input, sandboxMachine.resolveState({ value: 'paused', context }));
-      this.#onSnapshot(id, entry, entry.actor.getSnapshot());
+      const { input, snapshot } = pausedFromDisk(id, meta, {
+        diskSizeMB: this.#opts.defaultDiskSizeMB ?? 4096,
+        cowPath: this.#drivers.files.cowPath(id),
+      });
+      this.#reg.start(this.#logic, input, snapshot);
       recovered.push(id);
     }
     return { recovered, unreadable };
   }
 
   onState(listener: (change: StateChange) => void): () => void {
-    this.#stateListeners.add(listener);
-    return () => this.#stateListeners.delete(listener);
+    return this.#reg.onState(listener);
   }
 
   onEvent(listener: (event: LifecycleEvent) => void): () => void {
-    this.#eventListeners.add(listener);
-    return () => this.#eventListeners.delete(listener);
+    return this.#reg.onEvent(listener);
   }
 
   /** The raw machine snapshot, for tests and the inspector. */
   snapshotOf(id: string): SandboxSnapshot | undefined {
-    return this.#entries.get(id)?.actor.getSnapshot();
+    return this.#reg.get(id)?.actor.getSnapshot();
   }
 
   ids(): string[] {
-    return [...this.#entries.keys()];
+    return this.#reg.entries().map(([id]) => id);
   }
 
   // ---- internals ----
 
-  #start(input: SandboxInput, restored?: SandboxSnapshot): Entry {
-    const actor = createActor(this.#logic as typeof sandboxMachine, {
-      input,
-      ...(restored === undefined ? {} : { snapshot: restored }),
-      ...(this.#opts.inspect === undefined ? {} : { inspect: this.#opts.inspect }),
-    });
-    const entry: Entry = { actor, teamId: input.teamId, seq: 0, step: '', log: null, ops: new Set(), unwatchVm: null };
-    this.#entries.set(input.id, entry);
-    actor.on('reply', (e) => this.#onReply(e as Extract<SandboxEmitted, { type: 'reply' }>));
-    actor.on('lifecycle', (e) => {
-      const { kind, reason } = e as Extract<SandboxEmitted, { type: 'lifecycle' }>;
-      this.#emit(reason === undefined ? { sandboxId: input.id, teamId: input.teamId, type: kind } : { sandboxId: input.id, teamId: input.teamId, type: kind, reason });
-    });
-    actor.subscribe({
-      next: (snapshot) => this.#onSnapshot(input.id, entry, snapshot),
-      error: (err) => this.#onActorError(input.id, entry, err),
-    });
-    actor.start();
-    return entry;
-  }
-
-  #onSnapshot(id: string, entry: Entry, snapshot: SandboxSnapshot): void {
-    const step = stepOf(snapshot.value);
-    if (step === entry.step && snapshot.status === 'active') return;
-    entry.step = step;
-    entry.seq++;
-    const st = status(snapshot);
-    if (snapshot.status === 'done') {
-      this.#drivers.store.remove(id);
-      this.#entries.delete(id);
-      this.connections.forget(id);
-      this.#unwatchVm(id);
-    } else {
-      this.#drivers.store.save(record(snapshot, 1));
-    }
-    this.#logFor(id).info({ step, status: st }, 'state');
-    if (this.#stateListeners.size === 0) return;
-    const change: StateChange = { sandboxId: id, teamId: entry.teamId, status: st, step, at: new Date().toISOString(), seq: entry.seq };
-    for (const listener of this.#stateListeners) listener(change);
-  }
-
-  #onActorError(id: string, entry: Entry, err: unknown): void {
-    // Every invoke has onError, so this is a bug in an action or guard: contain it to this sandbox.
-    this.#logFor(id).error({ step: entry.step, err: err instanceof Error ? err.stack : String(err) }, 'sandbox actor failed');
-    const failure = new SandboxdError('internal', `sandbox actor failed: ${err instanceof Error ? err.message : String(err)}`);
-    for (const opId of entry.ops) {
-      const p = this.#pending.get(opId);
-      this.#pending.delete(opId);
-      p?.reject(failure);
-    }
-    this.#emit({ sandboxId: id, teamId: entry.teamId, type: 'error', reason: failure.message });
-  }
-
-  #onReply(e: Extract<SandboxEmitted, { type: 'reply' }>): void {
-    for (const opId of e.opIds) {
-      const p = this.#pending.get(opId);
-      if (p === undefined) continue;
-      this.#pending.delete(opId);
-      this.#entries.get(p.sandboxId)?.ops.delete(opId);
-      if (e.ok) p.resolve();
-      else p.reject(SandboxdError.from(e.error as ErrorInfo));
-    }
-  }
-
-  #await(entry: Entry, sandboxId: string, opId: string): Promise<void> {
-    entry.ops.add(opId);
-    return new Promise<void>((resolve, reject) => this.#pending.set(opId, { sandboxId, resolve, reject }));
-  }
-
-  /** Sends a command and waits for the machine's reply to it. */
-  #command(entry: Entry, sandboxId: string, event: DistributiveOmit<Exclude<SandboxEvent, { type: 'ACTIVITY' | 'VM_EXITED' | 'STOP_TIMERS' }>, 'opId'>): Promise<void> {
-    const opId = newOpId();
-    const done = this.#await(entry, sandboxId, opId);
-    entry.actor.send({ ...event, opId } as SandboxEvent);
-    return done;
-  }
-
-  /** Resolves once the sandbox is in no transitional state. */
-  #settled(entry: Entry): Promise<void> {
-    const busy = (s: SandboxSnapshot) => s.status === 'active' && s.hasTag('busy');
-    if (!busy(entry.actor.getSnapshot())) return Promise.resolve();
-    return new Promise((resolve) => {
-      const sub = entry.actor.subscribe({
-        next: (s) => {
-          if (!busy(s)) (sub.unsubscribe(), resolve());
-        },
-        complete: () => resolve(),
-        error: () => resolve(),
-      });
-    });
-  }
-
   #entry(caller: Caller, id: string): Entry {
     assertSandboxId(id);
-    const entry = this.#entries.get(id);
+    const entry = this.#reg.get(id);
     // Another team's sandbox is "not found", never "forbidden": ids do not leak.
     if (entry === undefined || (caller.teamId !== null && entry.teamId !== caller.teamId)) {
       throw new SandboxdError('not_found', `sandbox ${id} not found`);
@@ -607,7 +449,7 @@ export class Supervisor implements SupervisorApi {
       const now = Date.now();
       if (now - last < STREAM_ACTIVITY_EVERY_MS) return;
       last = now;
-      const entry = this.#entries.get(id);
+      const entry = this.#reg.get(id);
       if (entry !== undefined && status(entry.actor.getSnapshot()) === 'running') entry.actor.send({ type: 'ACTIVITY', at: now });
     });
   }
@@ -630,45 +472,6 @@ export class Supervisor implements SupervisorApi {
     return { teamId: t.teamId, templateId: t.templateId, kind: t.kind, sizeBytes: t.sizeBytes };
   }
 
-  #watchVm(id: string): void {
-    const entry = this.#entries.get(id);
-    if (entry === undefined) return;
-    entry.unwatchVm?.();
-    entry.unwatchVm = this.#drivers.vmm.watchExit(id, (exit) => {
-      entry.unwatchVm = null;
-      entry.actor.send({ type: 'VM_EXITED', reason: `VMM exited (code ${exit.code}, signal ${exit.signal})` });
-    });
-  }
-
-  #unwatchVm(id: string): void {
-    const entry = this.#entries.get(id);
-    if (entry?.unwatchVm) {
-      entry.unwatchVm();
-      entry.unwatchVm = null;
-    }
-  }
-
-  #emit(event: LifecycleEvent): void {
-    const step = this.#entries.get(event.sandboxId)?.step ?? 'gone';
-    this.#logFor(event.sandboxId).info({ step, event: event.type, reason: event.reason }, 'lifecycle event');
-    for (const listener of this.#eventListeners) listener(event);
-  }
-
-  #logFor(id: string): Logger {
-    const entry = this.#entries.get(id);
-    if (entry === undefined) return this.#log.child({ sandboxId: id });
-    return (entry.log ??= this.#log.child({ sandboxId: id }));
-  }
-}
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
-async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 export function createSupervisor(opts: SupervisorOptions): Supervisor {
