@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { SandboxdError } from '../core/errors.ts';
+import { sleep } from '../core/sleep.ts';
 import type { Drivers } from '../drivers/index.ts';
 import type { DiskRequest } from '../drivers/storage/storage.ts';
 import type { SnapshotMeta } from '../drivers/files/meta.ts';
@@ -42,10 +43,7 @@ async function waitForLoader(deps: StepDeps, url: string, signal: AbortSignal): 
     if (status.state !== 'running') {
       throw new SandboxdError('operation_failed', `memory loader ${status.state}: ${status.error ?? 'no detail'}`);
     }
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(resolve, 200);
-      signal.addEventListener('abort', () => (clearTimeout(timer), reject(signal.reason)), { once: true });
-    });
+    await sleep(200, signal);
   }
 }
 

@@ -1,3 +1,4 @@
+import { sleep } from '../../core/sleep.ts';
 import { z } from 'zod';
 import { SandboxdError } from '../../core/errors.ts';
 import type { CallOpts } from '../call.ts';
@@ -223,17 +224,3 @@ function parse<T>(path: string, schema: z.ZodType<T>, body: string): T {
   return parsed.data;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new SandboxdError('cancelled', 'cancelled'));
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new SandboxdError('cancelled', 'cancelled'));
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}

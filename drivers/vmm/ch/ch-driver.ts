@@ -2,6 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { SandboxdError } from '../../../core/errors.ts';
+import { sleep } from '../../../core/sleep.ts';
 import { assertSandboxId } from '../../../core/ids.ts';
 import { silentLogger, type Logger } from '../../../core/log.ts';
 import type { CallOpts } from '../../call.ts';
@@ -12,7 +13,7 @@ import { bootArgs, checkNetwork, checkPath, inNamespace, ONDEMAND_MIN_VERSION, p
 import { guestEnvdUrl, waitSimEnvdUrl } from './envd-address.ts';
 import { prepareRestoreSource } from './restore-source.ts';
 import {
-  isVmmProcess, pollExit, raceSignal, readPidfile, removeFiles, settlesWithin, signalProcess, sleep, spawnDetached, tail, writePidfile,
+  isVmmProcess, pollExit, raceSignal, readPidfile, removeFiles, settlesWithin, signalProcess, spawnDetached, tail, writePidfile,
   type VmmProcess,
 } from './vmm-process.ts';
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { SandboxdError } from '../../../core/errors.ts';
 import type { NetworkHandle } from '../../network/network.ts';
-import { sleep } from './vmm-process.ts';
+import { sleep } from '../../../core/sleep.ts';
 
 /**
  * Where the host reaches a sandbox's envd. On a real host: the guest's port

@@ -141,22 +141,6 @@ export async function removeFiles(paths: string[]): Promise<void> {
   await Promise.all(paths.map((p) => rm(p, { force: true, recursive: true })));
 }
 
-/** An abortable pause. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new SandboxdError('cancelled', 'cancelled'));
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new SandboxdError('cancelled', 'cancelled'));
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 /** `p`, unless the signal aborts first (then `cancelled`); `p` itself runs on. */
 export function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(new SandboxdError('cancelled', 'cancelled'));
