@@ -226,6 +226,15 @@ function ls(): string {
   return list.length === 0 ? 'No devices found' : list.map((s) => `${s.name}\t(253:${s.minor})`).join('\n');
 }
 
+/** The pid in the lock, or NaN while it is being written or removed by its holder. */
+function lockHolder(pidFile: string): number {
+  try {
+    return Number(readFileSync(pidFile, 'utf8'));
+  } catch {
+    return NaN;
+  }
+}
+
 function withLock<T>(fn: () => T): T {
   const lock = join(stateDir, '.lock');
   const deadline = Date.now() + 30_000;
@@ -235,9 +244,10 @@ function withLock<T>(fn: () => T): T {
       writeFileSync(join(lock, 'pid'), String(process.pid));
       break;
     } catch (err) {
-      if ((err as { code?: string }).code !== 'EEXIST') throw err;
-      const holder = Number(existsSync(join(lock, 'pid')) ? readFileSync(join(lock, 'pid'), 'utf8') : NaN);
-      if (Number.isInteger(holder) && !existsSync(`/proc/${holder}`)) rmSync(lock, { recursive: true, force: true });
+      // ENOENT: the lock dir vanished under us (a stale-lock cleanup); take another turn.
+      if ((err as { code?: string }).code !== 'EEXIST' && (err as { code?: string }).code !== 'ENOENT') throw err;
+      const holder = lockHolder(join(lock, 'pid'));
+      if (Number.isInteger(holder) && holder > 0 && !existsSync(`/proc/${holder}`)) rmSync(lock, { recursive: true, force: true });
       if (Date.now() > deadline) fail('stand-in dmsetup: state lock held too long');
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
     }
