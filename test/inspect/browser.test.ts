@@ -41,9 +41,15 @@ test('inspector page: chart, live pause trail, team isolation, no console errors
   const agent = await startInspectAgent({ latencyMs: 25 });
   t.after(() => agent.close());
   const userDataDir = mkdtempSync(join(tmpdir(), 'sandboxd-test-chromium-'));
-  t.after(() => rmSync(userDataDir, { recursive: true, force: true }));
-  const context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: ARGS, headless: true });
-  t.after(() => context.close());
+  const context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: ARGS, headless: true }).catch((err: unknown) => {
+    rmSync(userDataDir, { recursive: true, force: true });
+    throw err;
+  });
+  // The profile dir goes only once the browser is closed: a live Chromium writes into it again.
+  t.after(async () => {
+    await context.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+  });
 
   const errors: string[] = [];
   const page = await openInspector(context, agent.base, agent.tokens.a, errors);
@@ -118,9 +124,15 @@ test('inspector page: a refused token asks again and is not kept', { timeout: 60
   const agent = await startInspectAgent();
   t.after(() => agent.close());
   const userDataDir = mkdtempSync(join(tmpdir(), 'sandboxd-test-chromium-'));
-  t.after(() => rmSync(userDataDir, { recursive: true, force: true }));
-  const context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: ARGS, headless: true });
-  t.after(() => context.close());
+  const context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: ARGS, headless: true }).catch((err: unknown) => {
+    rmSync(userDataDir, { recursive: true, force: true });
+    throw err;
+  });
+  // The profile dir goes only once the browser is closed: a live Chromium writes into it again.
+  t.after(async () => {
+    await context.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+  });
   const page = await context.newPage();
   await page.goto(`${agent.base}/inspect`);
   await page.fill('#token', 'sbxt-not-a-real-token');
