@@ -1,40 +1,12 @@
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { withEnvd } from './scripted-envd.ts';
 import { SandboxdError } from '../../core/errors.ts';
 import { encodeEnvelope, EnvelopeDecoder, FLAG_END_STREAM } from '../../drivers/envd/connect-json.ts';
 import { EnvdClient, envdHealthBudgetMs } from '../../drivers/envd/envd-client.ts';
 
-interface Seen {
-  method: string;
-  path: string;
-  headers: IncomingMessage['headers'];
-  body: Buffer;
-}
-
-type Handler = (req: Seen, res: ServerResponse) => void;
-
-/** A stand-in envd on loopback; every request is recorded with its raw body. */
-async function withEnvd(handler: Handler, fn: (url: string, seen: Seen[]) => Promise<void>): Promise<void> {
-  const seen: Seen[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const s = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) };
-      seen.push(s);
-      handler(s, res);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  try {
-    await fn(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen);
-  } finally {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-  }
-}
 
 const opts = () => ({ signal: new AbortController().signal });
 const client = new EnvdClient({ healthPollMs: 5, callTimeoutMs: 1000 });

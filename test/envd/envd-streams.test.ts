@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { withEnvd, type Seen } from './scripted-envd.ts';
 import { SandboxdError } from '../../core/errors.ts';
 import { encodeEnvelope, EnvelopeDecoder, FLAG_END_STREAM } from '../../drivers/envd/connect-json.ts';
 import { EnvdClient } from '../../drivers/envd/envd-client.ts';
@@ -9,31 +8,6 @@ import type { ProcessEvent } from '../../drivers/envd/envd.ts';
 
 // Wire shapes of the streaming and unary process calls, against a scripted envd on loopback.
 
-interface Seen {
-  path: string;
-  headers: IncomingMessage['headers'];
-  body: Buffer;
-}
-
-async function withEnvd(handler: (req: Seen, res: ServerResponse) => void, fn: (url: string, seen: Seen[]) => Promise<void>): Promise<void> {
-  const seen: Seen[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const s = { path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) };
-      seen.push(s);
-      handler(s, res);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  try {
-    await fn(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen);
-  } finally {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-  }
-}
 
 const client = new EnvdClient();
 const opts = () => ({ signal: AbortSignal.timeout(5000) });

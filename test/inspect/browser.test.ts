@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { sandboxMachine } from '../../machines/sandbox/machine.ts';
 import { machineDefinition } from '../../server/inspect/definition.ts';
@@ -37,19 +37,24 @@ const trailOf = (page: Page) => page.evaluate(() => (globalThis as unknown as { 
 const activeOf = (page: Page) => page.$$eval('#chart svg .state.active', (els) => els.map((e) => e.getAttribute('data-id')));
 const listedIds = (page: Page) => page.$$eval('#sandboxes tbody tr', (rows) => rows.map((r) => r.getAttribute('data-id')));
 
-test('inspector page: chart, live pause trail, team isolation, no console errors', { timeout: 90_000 }, async (t) => {
-  const agent = await startInspectAgent({ latencyMs: 25 });
-  t.after(() => agent.close());
+/** Chromium on a fresh profile dir, removed once the browser is closed (a live one writes into it again). */
+async function launchBrowser(t: TestContext): Promise<BrowserContext> {
   const userDataDir = mkdtempSync(join(tmpdir(), 'sandboxd-test-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: ARGS, headless: true }).catch((err: unknown) => {
     rmSync(userDataDir, { recursive: true, force: true });
     throw err;
   });
-  // The profile dir goes only once the browser is closed: a live Chromium writes into it again.
   t.after(async () => {
     await context.close();
     rmSync(userDataDir, { recursive: true, force: true });
   });
+  return context;
+}
+
+test('inspector page: chart, live pause trail, team isolation, no console errors', { timeout: 90_000 }, async (t) => {
+  const agent = await startInspectAgent({ latencyMs: 25 });
+  t.after(() => agent.close());
+  const context = await launchBrowser(t);
 
   const errors: string[] = [];
   const page = await openInspector(context, agent.base, agent.tokens.a, errors);
@@ -123,16 +128,7 @@ test('inspector page: chart, live pause trail, team isolation, no console errors
 test('inspector page: a refused token asks again and is not kept', { timeout: 60_000 }, async (t) => {
   const agent = await startInspectAgent();
   t.after(() => agent.close());
-  const userDataDir = mkdtempSync(join(tmpdir(), 'sandboxd-test-chromium-'));
-  const context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: ARGS, headless: true }).catch((err: unknown) => {
-    rmSync(userDataDir, { recursive: true, force: true });
-    throw err;
-  });
-  // The profile dir goes only once the browser is closed: a live Chromium writes into it again.
-  t.after(async () => {
-    await context.close();
-    rmSync(userDataDir, { recursive: true, force: true });
-  });
+  const context = await launchBrowser(t);
   const page = await context.newPage();
   await page.goto(`${agent.base}/inspect`);
   await page.fill('#token', 'sbxt-not-a-real-token');

@@ -1,3 +1,5 @@
+import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { execa } from 'execa';
 import { isInventoryEmpty, listNetworkInventory, removeOrphans, type NetworkInventory } from '../../drivers/network/inventory.ts';
 import type { SlotLayoutConfig } from '../../drivers/network/slot-addresses.ts';
@@ -58,4 +60,19 @@ export async function sweep(prefix: string): Promise<NetworkInventory> {
   const before = await inventory(prefix);
   if (!isInventoryEmpty(before)) await removeOrphans(prefix, [], { signal: signal() });
   return before;
+}
+
+/** File hooks of a netns test (`skip`: why it cannot run here): sweep before and after, a test egress link, proof the sweep left nothing. */
+export function sweptPrefix(prefix: string, egress: string, skip: string | undefined): void {
+  before(async () => {
+    if (skip) return;
+    await sweep(prefix);
+    await sh('ip', ['link', 'add', egress, 'type', 'veth', 'peer', 'name', `${prefix}-egpeer`]);
+  });
+  after(async () => {
+    if (skip) return;
+    await sweep(prefix);
+    const left = await inventory(prefix);
+    assert.deepEqual([left.namespaces, left.hostLinks, left.hostTable], [[], [], false], 'sweep left objects behind');
+  });
 }

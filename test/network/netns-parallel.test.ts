@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { removeOrphans } from '../../drivers/network/inventory.ts';
 import { NetnsNetwork } from '../../drivers/network/netns-network.ts';
 import { HOST_RULES_PER_SLOT } from '../../drivers/network/nft-scripts.ts';
-import { inventory, missingPrivilege, pingOnce, sh, signal, sweep, testLayout } from './helpers.ts';
+import { inventory, missingPrivilege, pingOnce, sh, signal, sweptPrefix, testLayout } from './helpers.ts';
 
 // Many slots at once share the host table and the netns directory: parallel
 // creates must not trample each other, and the orphan sweep must take exactly
@@ -15,18 +15,7 @@ const skip = await missingPrivilege();
 const net = new NetnsNetwork({ layout: testLayout(PREFIX), egressInterface: EGRESS });
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
 
-before(async () => {
-  if (skip) return;
-  await sweep(PREFIX);
-  await sh('ip', ['link', 'add', EGRESS, 'type', 'veth', 'peer', 'name', `${PREFIX}-egpeer`]);
-});
-
-after(async () => {
-  if (skip) return;
-  await sweep(PREFIX);
-  const left = await inventory(PREFIX);
-  assert.deepEqual([left.namespaces, left.hostLinks, left.hostTable], [[], [], false], 'sweep left objects behind');
-});
+sweptPrefix(PREFIX, EGRESS, skip);
 
 test('16 slots created in parallel are all complete and reachable, and all go away when removed in parallel', { skip }, async () => {
   const slots = range(4040, 16);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { SandboxdError } from '../../core/errors.ts';
 import { NetnsNetwork } from '../../drivers/network/netns-network.ts';
 import { execaRunner, type CommandRunner } from '../../drivers/network/run.ts';
-import { inventory, missingPrivilege, sh, signal, sweep, testLayout } from './helpers.ts';
+import { inventory, missingPrivilege, signal, sweptPrefix, testLayout } from './helpers.ts';
 
 // A create that fails (or is cancelled) at any point must leave no namespace,
 // link, route or rule of its slot; a remove that fails must keep the namespace
@@ -14,18 +14,7 @@ const EGRESS = `${PREFIX}-egress`;
 const skip = await missingPrivilege();
 const layout = testLayout(PREFIX);
 
-before(async () => {
-  if (skip) return;
-  await sweep(PREFIX);
-  await sh('ip', ['link', 'add', EGRESS, 'type', 'veth', 'peer', 'name', `${PREFIX}-egpeer`]);
-});
-
-after(async () => {
-  if (skip) return;
-  await sweep(PREFIX);
-  const left = await inventory(PREFIX);
-  assert.deepEqual([left.namespaces, left.hostLinks, left.hostTable], [[], [], false], 'sweep left objects behind');
-});
+sweptPrefix(PREFIX, EGRESS, skip);
 
 /** Passes commands to the real runner; `onCall` may replace the n-th one's outcome. */
 function wrapped(onCall: (n: number, file: string, args: readonly string[]) => 'fail' | 'throw' | void): {
