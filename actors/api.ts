@@ -45,7 +45,14 @@ export type SandboxStatus =
   | 'error'
   | 'destroyed';
 
+/** A command may name the incarnation it means; another one is refused (stale_incarnation). */
+export interface Fence {
+  incarnation?: number;
+}
+
 export interface SandboxView extends SandboxSpec {
+  /** Changes when the sandbox is re-created under its id or rebuilt by an agent restart. */
+  incarnation: number;
   status: SandboxStatus;
   step: string;
   slot: number | null;
@@ -127,11 +134,11 @@ export interface SupervisorApi extends GuestStreamApi {
   create(caller: Caller, params: CreateParams): Promise<{ sandbox: SandboxView; diskSizeBytes: number }>;
   get(caller: Caller, id: string): SandboxView;
   list(caller: Caller, filter?: { status?: SandboxStatus }): SandboxView[];
-  pause(caller: Caller, id: string): Promise<SandboxView>;
-  resume(caller: Caller, id: string, opts?: { timeoutSec?: number }): Promise<SandboxView>;
-  destroy(caller: Caller, id: string): Promise<void>;
-  snapshot(caller: Caller, id: string, target: { templateId: string; name?: string }): Promise<TemplateView>;
-  flatten(caller: Caller, id: string, target: { templateId: string }): Promise<TemplateView>;
+  pause(caller: Caller, id: string, fence?: Fence): Promise<SandboxView>;
+  resume(caller: Caller, id: string, opts?: { timeoutSec?: number } & Fence): Promise<SandboxView>;
+  destroy(caller: Caller, id: string, fence?: Fence): Promise<void>;
+  snapshot(caller: Caller, id: string, target: { templateId: string; name?: string } & Fence): Promise<TemplateView>;
+  flatten(caller: Caller, id: string, target: { templateId: string } & Fence): Promise<TemplateView>;
   /** Counts as activity; not_running unless Running. */
   ping(caller: Caller, id: string): void;
   setTimeout(caller: Caller, id: string, timeoutSec: number): void;

@@ -12,9 +12,16 @@ import { record, status, stepOf, type SandboxSnapshot } from './view.ts';
 
 type SandboxLogic = typeof sandboxMachine;
 
+/** Incarnation = epoch × this + the count of actors started in the epoch. */
+const INCARNATIONS_PER_EPOCH = 1_000_000_000;
+
 export interface Entry {
   actor: Actor<SandboxLogic>;
   teamId: string;
+  /** Unique across sandboxes and agent starts: a command or result naming another one is stale. */
+  incarnation: number;
+  /** The snapshot last written to the store, so one state is saved once. */
+  saved: SandboxSnapshot | null;
   seq: number;
   step: string;
   log: Logger | null;
@@ -54,7 +61,12 @@ export class SandboxRegistry {
   readonly #stateListeners = new Set<(change: StateChange) => void>();
   readonly #eventListeners = new Set<(event: LifecycleEvent) => void>();
 
-  constructor(private readonly opts: RegistryOptions) {}
+  readonly #epoch: number;
+  #started = 0;
+
+  constructor(private readonly opts: RegistryOptions) {
+    this.#epoch = opts.store.nextEpoch();
+  }
 
   get(id: string): Entry | undefined {
     return this.#entries.get(id);
@@ -75,7 +87,8 @@ export class SandboxRegistry {
       ...(restored === undefined ? {} : { snapshot: restored }),
       ...(this.opts.inspect === undefined ? {} : { inspect: this.opts.inspect }),
     });
-    const entry: Entry = { actor, teamId: input.teamId, seq: 0, step: '', log: null, ops: new Set(), unwatchVm: null };
+    const incarnation = this.#epoch * INCARNATIONS_PER_EPOCH + ++this.#started;
+    const entry: Entry = { actor, teamId: input.teamId, incarnation, saved: null, seq: 0, step: '', log: null, ops: new Set(), unwatchVm: null };
     this.#entries.set(input.id, entry);
     actor.on('reply', (e) => this.#onReply(e as Extract<SandboxEmitted, { type: 'reply' }>));
     actor.on('lifecycle', (e) => {
@@ -91,6 +104,23 @@ export class SandboxRegistry {
     // A restored actor announces nothing until it moves: record where it starts.
     if (restored !== undefined) this.#onSnapshot(input.id, entry, actor.getSnapshot());
     return entry;
+  }
+
+  /**
+   * Writes the sandbox's current state to the store now. The step runner calls
+   * it before each step touches the host, so after a crash the record names the
+   * step that may have been under way (its intent) and what was held before it.
+   */
+  persist(id: string): number | undefined {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return undefined;
+    const snapshot = entry.actor.getSnapshot();
+    if (entry.saved !== snapshot && snapshot.status === 'active') {
+      // Throws: a step whose intent is not on disk must not run.
+      this.opts.store.save(record(snapshot, entry.incarnation));
+      entry.saved = snapshot;
+    }
+    return entry.incarnation;
   }
 
   /** Sends a command and resolves or rejects with the machine's reply to it. */
@@ -172,17 +202,37 @@ export class SandboxRegistry {
     const st = status(snapshot);
     // Saved before it is announced: whoever hears of a state can find it in the store.
     if (snapshot.status === 'done') {
-      this.opts.store.remove(id);
+      this.#durably(id, entry, () => this.opts.store.remove(id));
       this.unwatchVm(id);
       this.#entries.delete(id);
       this.opts.onGone(id);
     } else {
-      this.opts.store.save(record(snapshot, 1));
+      this.#save(entry, snapshot);
     }
     this.logFor(id).info({ step, status: st }, 'state');
     if (this.#stateListeners.size === 0) return;
     const change: StateChange = { sandboxId: id, teamId: entry.teamId, status: st, step, at: new Date().toISOString(), seq: entry.seq };
     for (const listener of this.#stateListeners) listener(change);
+  }
+
+  #save(entry: Entry, snapshot: SandboxSnapshot): void {
+    if (entry.saved === snapshot || snapshot.status !== 'active') return;
+    entry.saved = snapshot;
+    this.#durably(snapshot.context.id, entry, () => this.opts.store.save(record(snapshot, entry.incarnation)));
+  }
+
+  /**
+   * A transition that already happened cannot be undone because its record did
+   * not reach the disk: it is logged loudly, and the next save carries it.
+   * (A failed intent, by contrast, fails its step: see StepRunner.)
+   */
+  #durably(id: string, entry: Entry, write: () => void): void {
+    try {
+      write();
+    } catch (err) {
+      entry.saved = null;
+      this.logFor(id).error({ step: entry.step, err: err instanceof Error ? err.message : String(err) }, 'store write failed');
+    }
   }
 
   #onActorError(id: string, entry: Entry, err: unknown): void {

@@ -1,4 +1,5 @@
 import type { LoopRegistry } from './loop-registry.ts';
+import { forEachLimited } from '../core/each-limited.ts';
 import type { SandboxRegistry } from './sandbox-registry.ts';
 import { status } from './view.ts';
 
@@ -9,7 +10,7 @@ const PAUSE_ALL_CONCURRENCY = 8;
  * lifecycle.md's Shutdown, once admission is closed: stop the inactivity
  * timers, cancel creates in flight, let other operations settle, pause what
  * runs (8 at once, `auto_paused` each), destroy what is neither paused nor
- * pausable (`stopped` each), release every loop, stop the actors.
+ * pausable (`stopped` each), release every loop. The caller then stops the actors.
  */
 export async function shutdownAll(reg: SandboxRegistry, loops: LoopRegistry): Promise<void> {
   const now = () => reg.entries();
@@ -35,13 +36,4 @@ export async function shutdownAll(reg: SandboxRegistry, loops: LoopRegistry): Pr
     }),
   );
   await loops.releaseAll(AbortSignal.timeout(60_000));
-  for (const [, entry] of now()) entry.actor.stop();
-}
-
-async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

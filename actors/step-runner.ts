@@ -23,6 +23,14 @@ const stepTimeoutMs: Partial<Record<StepName, number>> = {
 };
 const defaultTimeoutMs = 2 * 60_000;
 
+/** What ties a step to its sandbox's durable record and incarnation. */
+export interface StepFence {
+  /** Makes the record, naming this step, durable before the step acts; returns the sandbox's incarnation. */
+  beforeStep(sandboxId: string): number;
+  /** The incarnation now registered under the id (undefined once gone). */
+  incarnationOf(sandboxId: string): number | undefined;
+}
+
 /**
  * Runs the machine's steps: gives each a signal that aborts when the machine
  * leaves the step, when the step's bound runs out, or when the sandbox's
@@ -36,6 +44,7 @@ export class StepRunner {
     private readonly impls: Record<StepName, StepImpl>,
     private readonly logFor: (sandboxId: string) => Logger,
     private readonly boundOf: (name: StepName) => number = (name) => stepTimeoutMs[name] ?? defaultTimeoutMs,
+    private readonly fence: StepFence = { beforeStep: () => 0, incarnationOf: () => 0 },
   ) {}
 
   /** The step actors to `provide()` to the sandbox machine. */
@@ -60,6 +69,7 @@ export class StepRunner {
 
   async run(name: StepName, input: StepInput, leaveSignal: AbortSignal): Promise<StepOutput> {
     const { context } = input;
+    const incarnation = this.fence.beforeStep(context.id);
     const ctl = new AbortController();
     let set = this.#inFlight.get(context.id);
     if (set === undefined) this.#inFlight.set(context.id, (set = new Set()));
@@ -72,6 +82,9 @@ export class StepRunner {
     const started = performance.now();
     try {
       const output = (await this.impls[name](context, ctl.signal)) ?? {};
+      if (this.fence.incarnationOf(context.id) !== incarnation) {
+        throw new SandboxdError('stale_incarnation', `${name} finished for an earlier incarnation of ${context.id}; result refused`);
+      }
       log.debug({ step: name, ms: Math.round(performance.now() - started) }, 'step done');
       return output;
     } catch (err) {

@@ -24,6 +24,7 @@ import type {
   StateChange,
   SupervisorApi,
   TemplateView,
+  Fence,
 } from './api.ts';
 import { ConnectionTracker, type TrackedConnection } from './connections.ts';
 import { GuestStreamSet, hasStreams } from './guest-streams.ts';
@@ -35,6 +36,7 @@ import { stepImplementations, type StepImpl } from './steps.ts';
 import type { StepName } from '../machines/sandbox/steps.ts';
 import { isMetricRange, RANGES } from './metrics/rings.ts';
 import type { FlushedMetrics, MetricPoint } from './metrics/sampler.ts';
+import { reconcileAll, type ReconcileReport } from './reconcile.ts';
 import { pausedFromDisk } from './recovery.ts';
 import { SandboxRegistry, type Entry } from './sandbox-registry.ts';
 import { shutdownAll } from './shutdown.ts';
@@ -60,6 +62,11 @@ export interface SupervisorOptions {
   inactivityDelayMs?: (timeoutSec: number) => number;
   /** Where metrics are read from (the MetricsSampler fed through onRunning/onLeaveRunning). */
   metrics?: MetricsSource;
+  /**
+   * The agent: every command is refused with `starting` until reconcile() has
+   * finished (tests that build a bare supervisor leave it off).
+   */
+  gateUntilReconciled?: boolean;
   /** xstate inspection of every sandbox actor (the live inspector). */
   inspect?: (event: InspectionEvent) => void;
   version?: string;
@@ -96,9 +103,11 @@ export class Supervisor implements SupervisorApi {
   readonly #logic: typeof sandboxMachine;
   readonly #opts: SupervisorOptions;
   #draining = false;
+  #starting: boolean;
 
   constructor(opts: SupervisorOptions) {
     this.#opts = opts;
+    this.#starting = opts.gateUntilReconciled ?? false;
     this.#drivers = opts.drivers;
     this.#log = opts.logger ?? silentLogger;
     this.slots = new SlotAllocator(opts.slots ?? 1024);
@@ -124,7 +133,10 @@ export class Supervisor implements SupervisorApi {
     const steps = wrap === undefined ? impls : (Object.fromEntries(
       Object.entries(impls).map(([name, impl]) => [name, wrap(name as StepName, impl)]),
     ) as typeof impls);
-    this.#runner = new StepRunner(steps, (id) => this.#reg.logFor(id), opts.stepBoundMs);
+    this.#runner = new StepRunner(steps, (id) => this.#reg.logFor(id), opts.stepBoundMs, {
+      beforeStep: (id) => this.#reg.persist(id) ?? 0,
+      incarnationOf: (id) => this.#reg.get(id)?.incarnation,
+    });
     this.#logic = sandboxMachine.provide({
       actors: this.#runner.actors(),
       actions: {
@@ -149,6 +161,7 @@ export class Supervisor implements SupervisorApi {
   async create(caller: Caller, params: CreateParams): Promise<{ sandbox: SandboxView; diskSizeBytes: number }> {
     const teamId = this.#teamFor(caller, params.teamId);
     const input = normalizeCreate(params, teamId, this.#opts.defaultDiskSizeMB ?? 4096);
+    this.#admitted();
     if (this.#draining) throw new SandboxdError('draining');
     const id = params.id === undefined ? newSandboxId() : assertSandboxId(params.id);
     if (this.#reg.has(id)) throw new SandboxdError('already_exists', `sandbox ${id} already exists`);
@@ -156,44 +169,46 @@ export class Supervisor implements SupervisorApi {
     const entry = this.#reg.start(this.#logic, { ...input, id, opId, now: Date.now() });
     await this.#reg.reply(id, entry, opId);
     const snapshot = entry.actor.getSnapshot();
-    return { sandbox: view(snapshot), diskSizeBytes: snapshot.context.diskSizeBytes ?? 0 };
+    return { sandbox: view(snapshot, entry.incarnation), diskSizeBytes: snapshot.context.diskSizeBytes ?? 0 };
   }
 
   get(caller: Caller, id: string): SandboxView {
-    return view(this.#entry(caller, id).actor.getSnapshot());
+    const entry = this.#entry(caller, id);
+    return view(entry.actor.getSnapshot(), entry.incarnation);
   }
 
   list(caller: Caller, filter?: { status?: SandboxStatus }): SandboxView[] {
+    this.#admitted();
     const out: SandboxView[] = [];
     for (const entry of this.#reg.entries().map(([, e]) => e)) {
       if (caller.teamId !== null && entry.teamId !== caller.teamId) continue;
-      const v = view(entry.actor.getSnapshot());
+      const v = view(entry.actor.getSnapshot(), entry.incarnation);
       if (filter?.status === undefined || v.status === filter.status) out.push(v);
     }
     return out;
   }
 
-  async pause(caller: Caller, id: string): Promise<SandboxView> {
-    const entry = this.#entry(caller, id);
+  async pause(caller: Caller, id: string, fence?: Fence): Promise<SandboxView> {
+    const entry = this.#entry(caller, id, fence);
     await this.#reg.command(id, entry, { type: 'PAUSE' });
-    return view(entry.actor.getSnapshot());
+    return view(entry.actor.getSnapshot(), entry.incarnation);
   }
 
-  async resume(caller: Caller, id: string, opts?: { timeoutSec?: number }): Promise<SandboxView> {
-    const entry = this.#entry(caller, id);
+  async resume(caller: Caller, id: string, opts?: { timeoutSec?: number } & Fence): Promise<SandboxView> {
+    const entry = this.#entry(caller, id, opts);
     if (this.#draining) throw new SandboxdError('draining');
     const event: Omit<Extract<SandboxEvent, { type: 'RESUME' }>, 'opId'> = { type: 'RESUME' };
     if (opts?.timeoutSec !== undefined) event.timeoutSec = normalizeTimeout(opts.timeoutSec);
     await this.#reg.command(id, entry, event);
-    return view(entry.actor.getSnapshot());
+    return view(entry.actor.getSnapshot(), entry.incarnation);
   }
 
-  async destroy(caller: Caller, id: string): Promise<void> {
-    await this.#reg.command(id, this.#entry(caller, id), { type: 'DESTROY' });
+  async destroy(caller: Caller, id: string, fence?: Fence): Promise<void> {
+    await this.#reg.command(id, this.#entry(caller, id, fence), { type: 'DESTROY' });
   }
 
-  async snapshot(caller: Caller, id: string, target: { templateId: string; name?: string }): Promise<TemplateView> {
-    const entry = this.#entry(caller, id);
+  async snapshot(caller: Caller, id: string, target: { templateId: string; name?: string } & Fence): Promise<TemplateView> {
+    const entry = this.#entry(caller, id, target);
     const templateId = assertNameId('template', target.templateId);
     const event: Omit<Extract<SandboxEvent, { type: 'SNAPSHOT' }>, 'opId'> = { type: 'SNAPSHOT', teamId: entry.teamId, templateId };
     if (target.name !== undefined) event.name = target.name;
@@ -201,8 +216,8 @@ export class Supervisor implements SupervisorApi {
     return this.#produced(entry);
   }
 
-  async flatten(caller: Caller, id: string, target: { templateId: string }): Promise<TemplateView> {
-    const entry = this.#entry(caller, id);
+  async flatten(caller: Caller, id: string, target: { templateId: string } & Fence): Promise<TemplateView> {
+    const entry = this.#entry(caller, id, target);
     const templateId = assertNameId('template', target.templateId);
     await this.#reg.command(id, entry, { type: 'FLATTEN', teamId: entry.teamId, templateId });
     return this.#produced(entry);
@@ -366,6 +381,16 @@ export class Supervisor implements SupervisorApi {
   async shutdown(): Promise<void> {
     this.#draining = true;
     await shutdownAll(this.#reg, this.loops);
+    this.halt();
+  }
+
+  /**
+   * Stops every actor where it stands, running no step, reply or release:
+   * what a killed agent leaves of its sandboxes is their records and the host.
+   */
+  halt(): void {
+    this.#draining = true;
+    for (const [, entry] of this.#reg.entries()) entry.actor.stop();
   }
 
   /**
@@ -373,6 +398,35 @@ export class Supervisor implements SupervisorApi {
    * its slot reserved again, before any command is served. A pause dir whose
    * metadata cannot be read is reported and left alone.
    */
+  /** Whether start-up reconciliation has finished (what `/readyz` reports, with draining). */
+  get ready(): boolean {
+    return !this.#starting;
+  }
+
+  /**
+   * Start-up reconciliation (actors/reconcile.ts): rebuild every recorded
+   * sandbox and take it where the README's table says, bring back unrecorded
+   * pause dirs, sweep the host of orphans. Commands wait for it.
+   */
+  async reconcile(signal: AbortSignal): Promise<ReconcileReport> {
+    const report = await reconcileAll(
+      {
+        reg: this.#reg,
+        logic: this.#logic,
+        drivers: this.#drivers,
+        slots: this.slots,
+        loops: this.loops,
+        log: this.#log,
+        recoverPaused: (s) => this.recoverPaused(s),
+      },
+      signal,
+    );
+    this.#starting = false;
+    const swept = Object.fromEntries(Object.entries(report.orphans).map(([kind, names]) => [kind, names.length]));
+    this.#log.info({ sandboxes: report.outcomes.length, pausedFromDisk: report.pausedFromDisk.length, swept, ms: report.ms }, 'reconciled');
+    return report;
+  }
+
   async recoverPaused(signal: AbortSignal): Promise<{ recovered: string[]; unreadable: Array<{ sandboxId: string; error: string }> }> {
     const recovered: string[] = [];
     const unreadable: Array<{ sandboxId: string; error: string }> = [];
@@ -414,14 +468,22 @@ export class Supervisor implements SupervisorApi {
 
   // ---- internals ----
 
-  #entry(caller: Caller, id: string): Entry {
+  #entry(caller: Caller, id: string, fence?: Fence): Entry {
+    this.#admitted();
     assertSandboxId(id);
     const entry = this.#reg.get(id);
     // Another team's sandbox is "not found", never "forbidden": ids do not leak.
     if (entry === undefined || (caller.teamId !== null && entry.teamId !== caller.teamId)) {
       throw new SandboxdError('not_found', `sandbox ${id} not found`);
     }
+    if (fence?.incarnation !== undefined && fence.incarnation !== entry.incarnation) {
+      throw new SandboxdError('stale_incarnation', `sandbox ${id} is incarnation ${entry.incarnation}, not ${fence.incarnation}`);
+    }
     return entry;
+  }
+
+  #admitted(): void {
+    if (this.#starting) throw new SandboxdError('starting');
   }
 
   #teamFor(caller: Caller, requested: string | undefined): string {

@@ -26,14 +26,17 @@ export function status(snapshot: SandboxSnapshot): SandboxStatus {
   if (snapshot.status === 'done') return 'destroyed';
   if (snapshot.status === 'error') return 'error';
   const value = snapshot.value;
-  const top = typeof value === 'string' ? value : Object.keys(value)[0]!;
+  let top = typeof value === 'string' ? value : Object.keys(value)[0]!;
+  // Rebuilt after a restart, for the instant before RECOVER: shown as where it is going.
+  if (top === 'recovering') top = snapshot.context.recovery?.to.split('.')[0] ?? 'error';
   return statusOf[top] ?? (top as SandboxStatus);
 }
 
-export function view(snapshot: SandboxSnapshot): SandboxView {
+export function view(snapshot: SandboxSnapshot, incarnation: number): SandboxView {
   const c = snapshot.context;
   return {
     id: c.id,
+    incarnation,
     teamId: c.teamId,
     templateId: c.templateId,
     vcpus: c.vcpus,
@@ -52,7 +55,7 @@ export function view(snapshot: SandboxSnapshot): SandboxView {
 }
 
 export function record(snapshot: SandboxSnapshot, incarnation: number): SandboxRecord {
-  const v = view(snapshot);
+  const v = view(snapshot, incarnation);
   const c = snapshot.context;
   return {
     id: v.id,
@@ -73,5 +76,6 @@ export function record(snapshot: SandboxSnapshot, incarnation: number): SandboxR
     createdAt: v.createdAt,
     lastActiveAt: v.lastActiveAt,
     metadata: v.metadata,
+    machine: { value: snapshot.value, context: c as unknown as Record<string, unknown> },
   };
 }

@@ -15,8 +15,8 @@ export interface Runtime {
   supervisor: Supervisor;
   sampler: MetricsSampler;
   agent: AgentDrivers;
-  /** Removes what a start left behind from a crash (staging and trash dirs). */
-  cleanupOrphans(signal: AbortSignal): Promise<string[]>;
+  /** Closes the store (the agent holds its database locked for its life). */
+  close(): void;
 }
 
 export interface RuntimeOptions extends FactoryOptions {
@@ -26,7 +26,7 @@ export interface RuntimeOptions extends FactoryOptions {
   /** Benchmarks and tests: wraps the driver bundle before the supervisor gets it (to time or observe calls). */
   wrapDrivers?: (drivers: Drivers) => Drivers;
   /** Tests: passed through to the supervisor. */
-  supervisor?: Partial<Pick<SupervisorOptions, 'wrapStep' | 'stepBoundMs' | 'inactivityDelayMs'>>;
+  supervisor?: Partial<Pick<SupervisorOptions, 'wrapStep' | 'stepBoundMs' | 'inactivityDelayMs' | 'gateUntilReconciled'>>;
 }
 
 export async function createRuntime(config: AgentConfig, log: Logger, opts: RuntimeOptions = {}): Promise<Runtime> {
@@ -56,6 +56,8 @@ export async function createRuntime(config: AgentConfig, log: Logger, opts: Runt
     },
     // lifecycle.md: the sampler stops before a pause or destroy touches the VM.
     onLeaveRunning: (c) => sampler.stop(c.id),
+    // Commands wait for start-up reconciliation (bin/sandboxd.ts runs it).
+    gateUntilReconciled: true,
     ...(opts.inspect === undefined ? {} : { inspect: opts.inspect }),
     ...opts.supervisor,
   });
@@ -68,6 +70,6 @@ export async function createRuntime(config: AgentConfig, log: Logger, opts: Runt
     supervisor,
     sampler,
     agent,
-    cleanupOrphans: (signal) => agent.drivers.files.cleanupOrphans({ signal }),
+    close: () => (agent.drivers.store as { close?: () => void }).close?.(),
   };
 }

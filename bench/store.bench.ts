@@ -72,6 +72,9 @@ class CountingStore implements SandboxStore {
   loadAll(): SandboxRecord[] {
     return this.inner.loadAll();
   }
+  nextEpoch(): number {
+    return this.inner.nextEpoch();
+  }
 }
 
 interface Run {
@@ -121,6 +124,7 @@ function sample(i: number): SandboxRecord {
     createdAt: '2026-11-23T10:00:00.000Z',
     lastActiveAt: '2026-11-23T10:00:00.000Z',
     metadata: { envdVersion: '0.4.1' },
+    machine: { value: { running: { inactivity: 'off', memoryLoader: 'idle' } }, context: { id: `sb-bench-${i % 1000}` } },
   };
 }
 

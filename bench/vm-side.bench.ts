@@ -87,6 +87,7 @@ async function main(): Promise<void> {
     const rt = await createRuntime(config, silentLogger, { wrapDrivers: (d) => timed(d, clock) });
     await ensureBaseTemplate(rt.agent.drivers.templates, rt.agent.dirs.run, silentLogger, { signal: AbortSignal.timeout(60_000), sizeMB: 16 });
     const sv = rt.supervisor;
+    await sv.reconcile(AbortSignal.timeout(60_000));
     const rows: Record<Phase, { total: number[]; drivers: number[]; vmm: number[] }> = {
       create: { total: [], drivers: [], vmm: [] },
       pause: { total: [], drivers: [], vmm: [] },

@@ -1,6 +1,6 @@
-// The agent's entry point (`npm start`): configuration, drivers, start-up
-// cleanup, the first-start base template and admin token, then the supervisor
-// behind the WebSocket server until SIGTERM/SIGINT.
+// The agent's entry point (`npm start`): configuration, drivers and store, the
+// first-start base template and admin token, the WebSocket server, then
+// start-up reconciliation (README) before any command is served, until SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
 import { ensureAdminToken } from '../agent/admin-token.ts';
 import { ensureBaseTemplate } from '../agent/base-template.ts';
@@ -29,11 +29,6 @@ async function main(): Promise<void> {
   const runtime = await createRuntime(config, log, { inspect: inspector.inspect });
   const { supervisor, agent } = runtime;
 
-  const removed = await runtime.cleanupOrphans(AbortSignal.timeout(120_000));
-  if (removed.length > 0) log.info({ removed }, 'removed staging and trash left by a crash');
-  // Orphans first: a pause cut short inside its swap is repaired by the cleanup, then found here.
-  const { recovered, unreadable } = await supervisor.recoverPaused(AbortSignal.timeout(120_000));
-  log.info({ recovered: recovered.length, unreadable: unreadable.length }, 'paused sandboxes brought back');
   const base = await ensureBaseTemplate(agent.drivers.templates, agent.dirs.run, log, { signal: AbortSignal.timeout(120_000) });
   if (base.kind === 'mkfs-missing') log.error(base.detail);
 
@@ -46,11 +41,13 @@ async function main(): Promise<void> {
     tokenHint = admin.path;
   }
 
-  let ready = false;
-  const server = createServer({ supervisor, tokens, logger: log, inspector, isReady: () => ready && !supervisor.draining });
+  // Listening before reconciliation: probes see /healthz and a false /readyz, commands get `starting`.
+  const server = createServer({ supervisor, tokens, logger: log, inspector, isReady: () => supervisor.ready && !supervisor.draining });
   installSignalHandlers(server, supervisor, { logger: log });
   const address = await server.listen(config.listen.port, config.listen.host);
-  ready = true;
+  const report = await supervisor.reconcile(AbortSignal.timeout(10 * 60_000));
+  const moved = report.outcomes.filter((o) => o.from.split('.')[0] !== o.to).map((o) => `${o.sandboxId}: ${o.from} -> ${o.to}`);
+  log.info({ outcomes: moved, pausedFromDisk: report.pausedFromDisk, unreadable: report.unreadable }, 'start-up reconciliation done');
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `ws://${host}:${address.port}/v1`;
   log.info({ url, port: address.port, backends: agent.backends }, `listening on ${url}`);

@@ -14,7 +14,7 @@ export const ExitCodes = {
   not_found: 3,
   /** The sandbox or template is in the wrong state: not_running, not_paused, already_exists, template_in_use. */
   conflict: 4,
-  /** Try again later: draining, rate_limited. */
+  /** Try again later: draining, rate_limited, starting. */
   unavailable: 5,
   /** timeout, cancelled. */
   timeout: 6,
@@ -38,8 +38,8 @@ export function exitCodeFor(err: unknown): number {
   if (!(err instanceof RpcError)) return ExitCodes.internal;
   switch (err.kind) {
     case 'not_found': return ExitCodes.not_found;
-    case 'not_running': case 'not_paused': case 'already_exists': case 'template_in_use': return ExitCodes.conflict;
-    case 'draining': case 'rate_limited': return ExitCodes.unavailable;
+    case 'not_running': case 'not_paused': case 'already_exists': case 'template_in_use': case 'stale_incarnation': return ExitCodes.conflict;
+    case 'draining': case 'rate_limited': case 'starting': return ExitCodes.unavailable;
     case 'timeout': case 'cancelled': return ExitCodes.timeout;
     case 'operation_failed': return ExitCodes.failed;
     case 'invalid_argument': case 'invalid_range': return ExitCodes.usage;

@@ -15,6 +15,8 @@ export const ErrorCodes = {
   cancelled: { rpc: -32011, message: 'cancelled' },
   operation_failed: { rpc: -32012, message: 'operation failed' },
   internal: { rpc: -32013, message: 'internal error' },
+  starting: { rpc: -32014, message: 'agent is reconciling its sandboxes after a start' },
+  stale_incarnation: { rpc: -32015, message: 'the sandbox is another incarnation than the one named' },
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -9,7 +9,11 @@ import { FsTemplateStore } from './files/fs-templates.ts';
 import type { Drivers } from './index.ts';
 import { createNetworkDriver, detectNetworkBackend } from './network/index.ts';
 import { makeStorage } from './storage/index.ts';
-import { MemoryStore } from './store/memory-store.ts';
+import { RealHostSweeper } from './host/host-sweeper.ts';
+import { NetnsNetwork } from './network/netns-network.ts';
+import { DmDiskDriver } from './storage/dm-disk.ts';
+import { LosetupLoopDriver } from './storage/losetup-loop.ts';
+import { SqliteStore } from './store/sqlite-store.ts';
 import type { SandboxStore } from './store/store.ts';
 import { ChDriver } from './vmm/ch/ch-driver.ts';
 import type { VmmDriver } from './vmm/vmm.ts';
@@ -36,10 +40,7 @@ export interface FactoryOptions {
   vmmTimeouts?: { startTimeoutMs?: number; shutdownGraceMs?: number; apiTimeoutMs?: number };
   /** Name prefix of disks (tests: 'sbxt-'). */
   diskPrefix?: string;
-  /**
-   * The durable store. The SQLite store (drivers/store/sqlite-store.ts) plugs
-   * in here once it exists; until then records live in memory.
-   */
+  /** Tests and benchmarks: another store than `<dataDir>/sandboxd.db`. */
   store?: SandboxStore;
 }
 
@@ -74,15 +75,31 @@ export async function createDrivers(config: AgentConfig, log: Logger, opts: Fact
   });
   const vmSandboxDir = (id: string) => join(dirs.vm, assertSandboxId(id));
 
+  // Opened first: a database the agent must not start on stops it before anything is touched.
+  const store = opts.store ?? new SqliteStore(data);
+  const vmm = removingOwnDir(ch, vmSandboxDir);
+  const files = new FsSnapshotFiles({ dataDir: data, log: log.child({ component: 'files' }) });
   const drivers: Drivers = {
-    vmm: removingOwnDir(ch, vmSandboxDir),
+    vmm,
     envd: new EnvdClient(),
     loop: storage.loop,
     disk: storage.disk,
     network: networkDriver,
-    files: new FsSnapshotFiles({ dataDir: data, log: log.child({ component: 'files' }) }),
+    files,
     templates: new FsTemplateStore({ dataDir: data, log: log.child({ component: 'templates' }) }),
-    store: opts.store ?? new MemoryStore(),
+    store,
+    sweeper: new RealHostSweeper({
+      dataDir: data,
+      runDir: dirs.run,
+      vmDir: dirs.vm,
+      logDir: dirs.logs,
+      files,
+      vmm,
+      ...(storage.loop instanceof LosetupLoopDriver ? { loops: storage.loop } : {}),
+      ...(storage.disk instanceof DmDiskDriver ? { dm: storage.disk } : {}),
+      ...(networkDriver instanceof NetnsNetwork ? { networkPrefix: networkDriver.prefix } : {}),
+      log: log.child({ component: 'sweep' }),
+    }),
   };
   const backends = { disk: storage.kind, network, vmm: config.vmm.simulator ? 'simulator (chsim)' : config.vmm.binary };
   log.info({ ...backends, dataDir: data }, `backends: disk=${backends.disk} network=${backends.network} vmm=${backends.vmm}`);
@@ -116,6 +133,7 @@ function removingOwnDir(inner: VmmDriver, dirOf: (id: string) => string): VmmDri
     snapshot: (id, dest, o) => inner.snapshot(id, dest, o),
     setBalloon: (id, bytes, o) => inner.setBalloon(id, bytes, o),
     watchExit: (id, onExit) => inner.watchExit(id, onExit),
+    adopt: (id, network, o) => inner.adopt(id, network, o),
     async destroy(id, o) {
       await inner.destroy(id, o);
       await rm(dirOf(id), { recursive: true, force: true });

@@ -1,5 +1,6 @@
 import type { EnvdDriver } from './envd/envd.ts';
 import type { SnapshotFiles, TemplateStore } from './files/files.ts';
+import type { HostSweeper } from './host/sweeper.ts';
 import type { NetworkDriver } from './network/network.ts';
 import type { DiskDriver, LoopDriver } from './storage/storage.ts';
 import type { SandboxStore } from './store/store.ts';
@@ -15,6 +16,7 @@ export interface Drivers {
   files: SnapshotFiles;
   templates: TemplateStore;
   store: SandboxStore;
+  sweeper: HostSweeper;
 }
 
 export type { CallOpts } from './call.ts';

@@ -1,4 +1,4 @@
-import type { Caller, SupervisorApi } from '../actors/api.ts';
+import type { Caller, Fence, SupervisorApi } from '../actors/api.ts';
 import { SandboxdError } from '../core/errors.ts';
 import { guestMethods } from './guest-methods.ts';
 import { inspectMethods, type InspectPort } from './inspect/methods.ts';
@@ -57,27 +57,27 @@ export const methods: { [M in MethodName]: MethodSpec<M> } = {
       sandboxes: supervisor.list(caller, p.status === undefined ? undefined : { status: p.status }),
     }),
   },
-  'sandbox.pause': { lifecycle: true, run: ({ caller, supervisor }, p) => supervisor.pause(caller, p.id) },
+  'sandbox.pause': { lifecycle: true, run: ({ caller, supervisor }, p) => supervisor.pause(caller, p.id, fence(p)) },
   'sandbox.resume': {
     lifecycle: true,
     run: ({ caller, supervisor }, p) =>
-      supervisor.resume(caller, p.id, p.timeoutSec === undefined ? undefined : { timeoutSec: p.timeoutSec }),
+      supervisor.resume(caller, p.id, p.timeoutSec === undefined ? fence(p) : { ...fence(p), timeoutSec: p.timeoutSec }),
   },
   'sandbox.destroy': {
     lifecycle: true,
     run: async ({ caller, supervisor }, p) => {
-      await supervisor.destroy(caller, p.id);
+      await supervisor.destroy(caller, p.id, fence(p));
       return none;
     },
   },
   'sandbox.snapshot': {
     lifecycle: true,
     run: ({ caller, supervisor }, p) =>
-      supervisor.snapshot(caller, p.id, p.name === undefined ? { templateId: p.templateId } : { templateId: p.templateId, name: p.name }),
+      supervisor.snapshot(caller, p.id, { ...fence(p), templateId: p.templateId, ...(p.name === undefined ? {} : { name: p.name }) }),
   },
   'sandbox.flatten': {
     lifecycle: true,
-    run: ({ caller, supervisor }, p) => supervisor.flatten(caller, p.id, { templateId: p.templateId }),
+    run: ({ caller, supervisor }, p) => supervisor.flatten(caller, p.id, { ...fence(p), templateId: p.templateId }),
   },
   'sandbox.ping': {
     lifecycle: false,
@@ -135,3 +135,8 @@ export const methods: { [M in MethodName]: MethodSpec<M> } = {
   ...inspectMethods,
   ...guestMethods,
 };
+
+/** The optional incarnation a lifecycle command names, as the supervisor takes it. */
+function fence(p: { incarnation?: number | undefined }): Fence {
+  return p.incarnation === undefined ? {} : { incarnation: p.incarnation };
+}

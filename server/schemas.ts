@@ -31,6 +31,9 @@ export const sandboxStatuses = [
 
 const empty = z.strictObject({});
 const byId = z.strictObject({ id: sandboxId });
+/** A lifecycle command may name the incarnation it means (README, "Durable state"). */
+const incarnation = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+const fenced = z.strictObject({ id: sandboxId, incarnation: incarnation.optional() });
 
 export const schemas = {
   'sandbox.create': z.strictObject({
@@ -46,15 +49,16 @@ export const schemas = {
   }),
   'sandbox.get': byId,
   'sandbox.list': z.strictObject({ status: z.enum(sandboxStatuses).optional() }),
-  'sandbox.pause': byId,
-  'sandbox.resume': z.strictObject({ id: sandboxId, timeoutSec: timeoutSec.optional() }),
-  'sandbox.destroy': byId,
+  'sandbox.pause': fenced,
+  'sandbox.resume': z.strictObject({ id: sandboxId, timeoutSec: timeoutSec.optional(), incarnation: incarnation.optional() }),
+  'sandbox.destroy': fenced,
   'sandbox.snapshot': z.strictObject({
     id: sandboxId,
     templateId: nameId,
     name: z.string().min(1).max(128).refine(noNul, 'must not contain NUL').optional(),
+    incarnation: incarnation.optional(),
   }),
-  'sandbox.flatten': z.strictObject({ id: sandboxId, templateId: nameId }),
+  'sandbox.flatten': z.strictObject({ id: sandboxId, templateId: nameId, incarnation: incarnation.optional() }),
   'sandbox.ping': byId,
   'sandbox.setTimeout': z.strictObject({ id: sandboxId, timeoutSec }),
   'sandbox.exec': z.strictObject({

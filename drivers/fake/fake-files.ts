@@ -1,7 +1,7 @@
 import { SandboxdError } from '../../core/errors.ts';
 import { assertSandboxId } from '../../core/ids.ts';
 import type { CallOpts } from '../call.ts';
-import type { PausedOnDisk, SnapshotFiles } from '../files/files.ts';
+import type { OrphanKeep, PausedOnDisk, SnapshotFiles } from '../files/files.ts';
 import { SNAPSHOT_META_FILE, SnapshotMetaSchema, type SnapshotMeta } from '../files/meta.ts';
 import { COW_FILE } from './fs.ts';
 import { type FakeHost, metaFile, PAGE, VMM_FILES } from './host.ts';
@@ -132,11 +132,11 @@ export class FakeFiles implements SnapshotFiles {
     }
   }
 
-  async cleanupOrphans({ signal }: CallOpts): Promise<string[]> {
+  async cleanupOrphans({ signal, keep }: CallOpts & { keep?: OrphanKeep }): Promise<string[]> {
     await this.#host.faults.gate('files.cleanupOrphans', undefined, signal);
     const orphans = this.#host.fs
       .dirsUnder(`${this.#host.root}/sandboxes/`)
-      .filter((d) => this.#host.fs.classify(d).kind === 'staging')
+      .filter((d) => this.#host.fs.classify(d).kind === 'staging' && !(keep?.stagingDirs.has(d) ?? false))
       .sort();
     for (const dir of orphans) this.#host.fs.rmdir(dir);
     return orphans;

@@ -1,6 +1,7 @@
 import { SandboxdError } from '../../core/errors.ts';
 import { assertSandboxId } from '../../core/ids.ts';
 import type { CallOpts } from '../call.ts';
+import type { NetworkHandle } from '../network/network.ts';
 import type { RestoreSpec, VmExit, VmHandle, VmSpec, VmState, VmmDriver } from '../vmm/vmm.ts';
 import { type FakeHost, type FakeVm, type FakeVmConfig, MIB, settleLoader } from './host.ts';
 
@@ -100,6 +101,12 @@ export class FakeVmm implements VmmDriver {
     await this.#host.faults.gate('vmm.destroy', sandboxId, signal);
     // A deliberate shutdown is not a crash: the exit listeners are not called.
     this.#host.dropVm(assertSandboxId(sandboxId))?.exitListeners.clear();
+  }
+
+  async adopt(sandboxId: string, _network: NetworkHandle, { signal }: CallOpts): Promise<VmHandle | null> {
+    await this.#host.faults.gate('vmm.adopt', sandboxId, signal);
+    const vm = this.#host.vms.get(assertSandboxId(sandboxId));
+    return vm === undefined ? null : { ...vm.handle };
   }
 
   watchExit(sandboxId: string, onExit: (exit: VmExit) => void): () => void {

@@ -18,7 +18,7 @@ export type FaultKind = 'fail' | 'hang' | 'delay';
 
 /** Every gated method of the fakes; a typo in a test is a type error. */
 export const FAKE_METHODS = [
-  'vmm.boot', 'vmm.restore', 'vmm.info', 'vmm.pause', 'vmm.resume', 'vmm.snapshot', 'vmm.setBalloon', 'vmm.destroy',
+  'vmm.boot', 'vmm.restore', 'vmm.info', 'vmm.pause', 'vmm.resume', 'vmm.snapshot', 'vmm.setBalloon', 'vmm.destroy', 'vmm.adopt',
   'envd.waitHealthy', 'envd.version', 'envd.init', 'envd.prepareSnapshot', 'envd.startMemoryLoader',
   'envd.memoryLoaderStatus', 'envd.usage', 'envd.exec',
   'loop.attach', 'loop.detach', 'loop.sizeBytes',

@@ -6,6 +6,7 @@ import { FakeFiles } from './fake-files.ts';
 import { FakeNetwork } from './fake-network.ts';
 import { FakeDisk, FakeLoop } from './fake-storage.ts';
 import { FakeTemplates } from './fake-templates.ts';
+import { FakeSweeper } from './fake-sweeper.ts';
 import { FakeVmm } from './fake-vmm.ts';
 import { FakeHost, type FakeHostOptions, ROOTFS_FILE } from './host.ts';
 
@@ -64,6 +65,8 @@ export function createFakeDrivers(opts: FakeHostOptions = {}): FakeDrivers {
     files: new FakeFiles(host),
     templates: new FakeTemplates(host),
     store,
+    // Late-bound: a test that swaps a driver in the bundle sweeps through its own.
+    sweeper: new FakeSweeper(host, () => drivers),
   };
   return { drivers, host, store };
 }

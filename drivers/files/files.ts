@@ -35,7 +35,7 @@ export interface SnapshotFiles {
    */
   listPaused(opts: CallOpts): Promise<PausedOnDisk[]>;
   /** Removes staging and trash dirs left by a crash; returns what it removed. */
-  cleanupOrphans(opts: CallOpts): Promise<string[]>;
+  cleanupOrphans(opts: CallOpts & { keep?: OrphanKeep }): Promise<string[]>;
 }
 
 export type PausedOnDisk = { sandboxId: string; meta: SnapshotMeta } | { sandboxId: string; error: string };
@@ -67,3 +67,9 @@ export interface TemplateStore {
 }
 
 export const SYSTEM_TEAM = 'system';
+
+/** What the orphan cleanup must leave alone: what live sandboxes hold. */
+export interface OrphanKeep {
+  sandboxIds: ReadonlySet<string>;
+  stagingDirs: ReadonlySet<string>;
+}

@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { SandboxdError } from '../../core/errors.ts';
 import { type Logger, silentLogger } from '../../core/log.ts';
 import type { CallOpts } from '../call.ts';
-import type { PausedOnDisk, SnapshotFiles } from './files.ts';
+import type { OrphanKeep, PausedOnDisk, SnapshotFiles } from './files.ts';
 import { checkAborted, fsFailure, type FsOps, fsyncDir, guard, isErrno, lstatOrNull, realFsOps } from './fs-ops.ts';
 import { takeInventory } from './inventory.ts';
 import { classifySandboxEntry, COW_FILE, DataLayout, MEMORY_FILES, ROOTFS_FILE, VMM_FILES } from './layout.ts';
@@ -232,20 +232,24 @@ export class FsSnapshotFiles implements SnapshotFiles {
   }
 
   /**
-   * Start-up only, before any sandbox is restored: first repairs pauses cut
-   * short inside their swap (swap.ts), then removes every staging dir, trash
-   * dir and half-assembled template. Returns the removed paths.
+   * Start-up only, once reconciliation has settled every recorded sandbox:
+   * repairs pauses of unrecorded sandboxes cut short inside their swap
+   * (swap.ts), then removes every staging dir, trash dir and half-assembled
+   * template that no live sandbox holds. Returns the removed paths.
    */
-  async cleanupOrphans({ signal }: CallOpts): Promise<string[]> {
+  async cleanupOrphans({ signal, keep }: CallOpts & { keep?: OrphanKeep }): Promise<string[]> {
     const step = 'files.cleanupOrphans';
     checkAborted(signal, step);
     const before = await guard(step, this.layout.root, () => takeInventory(this.layout, { signal }));
     const trashOwner = (path: string) =>
       dirname(path) === this.layout.sandboxesDir ? classifySandboxEntry(basename(path))?.sandboxId : undefined;
-    const ids = new Set([
-      ...before.staging.filter((s) => s.kind === 'pause-staging').map((s) => s.sandboxId),
-      ...before.trash.map(trashOwner).filter((id): id is string => id !== undefined),
-    ]);
+    // A live sandbox's staging and trash are its machine's business, not the repair's.
+    const ids = new Set(
+      [
+        ...before.staging.filter((s) => s.kind === 'pause-staging').map((s) => s.sandboxId),
+        ...before.trash.map(trashOwner).filter((id): id is string => id !== undefined),
+      ].filter((id) => !(keep?.sandboxIds.has(id) ?? false)),
+    );
     for (const id of ids) {
       checkAborted(signal, step);
       const stagings = before.staging.filter((s) => s.kind === 'pause-staging' && s.sandboxId === id).map((s) => s.dir);
@@ -254,7 +258,8 @@ export class FsSnapshotFiles implements SnapshotFiles {
     }
     const after = await guard(step, this.layout.root, () => takeInventory(this.layout, { signal }));
     const removed: string[] = [];
-    for (const path of [...after.staging.map((s) => s.dir), ...after.trash, ...after.templateStaging].sort()) {
+    const held = (path: string) => keep?.stagingDirs.has(path) ?? false;
+    for (const path of [...after.staging.map((s) => s.dir), ...after.trash, ...after.templateStaging].filter((p) => !held(p)).sort()) {
       checkAborted(signal, step);
       try {
         await this.#fs.rm(path, { recursive: true, force: true });

@@ -54,6 +54,11 @@ export class NetnsNetwork implements NetworkDriver {
     this.log = opts.logger ?? silentLogger;
   }
 
+  /** Every host object of this driver carries it: what the start-up sweep looks for. */
+  get prefix(): string {
+    return this.layout.config.prefix;
+  }
+
   private get table(): string {
     return this.layout.config.prefix;
   }

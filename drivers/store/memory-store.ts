@@ -15,6 +15,11 @@ export class MemoryStore implements SandboxStore {
     return [...this.#records.values()];
   }
 
+  #epoch = 0;
+  nextEpoch(): number {
+    return ++this.#epoch;
+  }
+
   get(sandboxId: string): SandboxRecord | undefined {
     return this.#records.get(sandboxId);
   }

@@ -47,6 +47,7 @@ export const RecordDocSchema = z.strictObject({
   createdAt: z.iso.datetime(),
   lastActiveAt: z.iso.datetime(),
   metadata: z.record(z.string(), z.string()),
+  machine: z.strictObject({ value: z.union([z.string(), z.record(z.string(), z.unknown())]), context: z.record(z.string(), z.unknown()) }),
 });
 
 export const SandboxRecordSchema = z.strictObject({ ...RecordColumnsSchema.shape, ...RecordDocSchema.shape });

@@ -44,6 +44,16 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    description: 'agent epochs: one per start, the high part of every sandbox incarnation',
+    up(db) {
+      db.exec(`
+        CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) STRICT;
+        INSERT INTO meta (key, value) VALUES ('epoch', 0);
+      `);
+    },
+  },
 ];
 
 /** Maps a SQLite error met while opening or using the file to the store's refusal. */

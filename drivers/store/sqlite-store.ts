@@ -78,6 +78,7 @@ export class SqliteStore implements SandboxStore, ResourceLedger {
       createdAt: r.createdAt,
       lastActiveAt: r.lastActiveAt,
       metadata: r.metadata,
+      machine: r.machine,
     });
     const row = { id: r.id, teamId: r.teamId, templateId: r.templateId, status: r.status, step: r.step, opId: r.opId, incarnation: r.incarnation, slot: r.slot };
     this.#use('save', () => this.#sql.upsert.run({ ...row, doc, now: Date.now() }));
@@ -92,6 +93,10 @@ export class SqliteStore implements SandboxStore, ResourceLedger {
   loadAll(): SandboxRecord[] {
     const rows = this.#use('load', () => this.#sql.all.all() as SandboxRow[]);
     return this.#parse(rows);
+  }
+
+  nextEpoch(): number {
+    return this.#use('epoch', () => (this.#sql.bumpEpoch.get() as { value: number }).value);
   }
 
   get(sandboxId: string): SandboxRecord | undefined {
@@ -186,6 +191,7 @@ function prepare(db: Database.Database) {
          updated_ms = excluded.updated_ms, doc = excluded.doc`,
     ),
     remove: db.prepare(`DELETE FROM sandboxes WHERE id = ?`),
+    bumpEpoch: db.prepare(`UPDATE meta SET value = value + 1 WHERE key = 'epoch' RETURNING value`),
     all: db.prepare(`SELECT ${SANDBOX_COLUMNS} FROM sandboxes ORDER BY id`),
     one: db.prepare(`SELECT ${SANDBOX_COLUMNS} FROM sandboxes WHERE id = ?`),
     resource: db.prepare(`SELECT ${RESOURCE_COLUMNS} FROM resources WHERE kind = ? AND name = ?`),

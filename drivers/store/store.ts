@@ -21,11 +21,21 @@ export interface SandboxRecord extends SandboxSpec {
   createdAt: string;
   lastActiveAt: string;
   metadata: Record<string, string>;
+  /** The machine's state and context as JSON: what start-up reconciliation rebuilds the sandbox from. */
+  machine: { value: unknown; context: Record<string, unknown> };
 }
 
-/** Persistence hook of the runtime. Synchronous: a record is saved before the transition is announced. */
+/**
+ * Persistence hook of the runtime. Synchronous: a record is saved before the
+ * transition is announced and before the step it enters touches the host.
+ */
 export interface SandboxStore {
   save(record: SandboxRecord): void;
   remove(sandboxId: string): void;
   loadAll(): SandboxRecord[];
+  /**
+   * Bumped once per agent start (durably where the store is durable): sandbox
+   * incarnations are numbered within it, so none is ever handed out twice.
+   */
+  nextEpoch(): number;
 }

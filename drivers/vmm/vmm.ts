@@ -55,6 +55,11 @@ export interface VmmDriver {
   setBalloon(sandboxId: string, bytes: number, opts: CallOpts): Promise<void>;
   /** Shuts the VMM down (API, then SIGKILL after a grace period) and reaps it. Idempotent. */
   destroy(sandboxId: string, opts: CallOpts): Promise<void>;
+  /**
+   * Takes over the VMM a previous agent process left running (crash recovery):
+   * its handle when the process is alive and answers, null when it is not.
+   */
+  adopt(sandboxId: string, network: NetworkHandle, opts: CallOpts): Promise<VmHandle | null>;
   /** Calls `onExit` once if the VMM process exits by itself; returns the unsubscribe. */
   watchExit(sandboxId: string, onExit: (exit: VmExit) => void): () => void;
 }

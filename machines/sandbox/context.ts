@@ -98,6 +98,33 @@ export interface SandboxContext extends Omit<SandboxInput, 'opId' | 'now'> {
   vmSandboxDir: string | null;
   /** The VMM process exited on its own; its handle is kept until stopVm has cleaned up after it. */
   vmExited: boolean;
+  /** Set only in a sandbox rebuilt after an agent crash: where `recovering` goes (actors/reconcile.ts decides). */
+  recovery: Recovery | null;
+}
+
+/** States a sandbox rebuilt from its durable record may be sent to; see the README's reconciliation table. */
+export const RECOVERY_TARGETS = [
+  'running',
+  'paused',
+  'error',
+  'crashed',
+  'destroying',
+  'creating.rollback',
+  'pausing.rollback',
+  'pausing.commit',
+  'pausing.commit.swapIn',
+  'resuming.rollback',
+  'resuming.waitEnvd',
+  'snapshotting.rollback',
+  'snapshottingPaused.rollback',
+  'flattening.rollback',
+] as const;
+export type RecoveryTarget = (typeof RECOVERY_TARGETS)[number];
+
+export interface Recovery {
+  to: RecoveryTarget;
+  /** Why, for the log and, when the sandbox is released for it, the `error` lifecycle event. */
+  reason: string;
 }
 
 export function initialContext(input: SandboxInput): SandboxContext {
@@ -120,6 +147,7 @@ export function initialContext(input: SandboxInput): SandboxContext {
     diskSizeBytes: null,
     vmSandboxDir: null,
     vmExited: false,
+    recovery: null,
   };
 }
 

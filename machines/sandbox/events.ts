@@ -13,7 +13,9 @@ export type SandboxEvent =
   /** The VMM process exited without being asked to. */
   | { type: 'VM_EXITED'; reason: string }
   /** Agent shutdown: no more inactivity pauses; the supervisor pauses what runs itself. */
-  | { type: 'STOP_TIMERS' };
+  | { type: 'STOP_TIMERS' }
+  /** Start-up reconciliation: a sandbox rebuilt from its record goes where `context.recovery` says. */
+  | { type: 'RECOVER' };
 
 /** What the machine tells the outside: replies to commands and lifecycle events. */
 export type SandboxEmitted =

@@ -1,4 +1,4 @@
-import { initialContext } from './context.ts';
+import { initialContext, RECOVERY_TARGETS } from './context.ts';
 import { creating } from './create.ts';
 import { flattening } from './flatten.ts';
 import { pausing } from './pause.ts';
@@ -54,5 +54,17 @@ export const sandboxMachine = sandboxSetup.createMachine({
       on: { DESTROY: { target: 'destroying', actions: 'queueDestroy' } },
     },
     destroyed: { type: 'final', entry: ['replyOp', 'replyDestroys'] },
+    recovering: {
+      description: 'Rebuilt from its durable record after an agent crash: continue or undo the interrupted operation',
+      tags: ['busy'],
+      on: {
+        RECOVER: RECOVERY_TARGETS.map((to) => ({
+          guard: { type: 'recoverTo' as const, params: { to } },
+          target: `#sandbox.${to}`,
+          actions: to === 'crashed' ? ['emitRecoveryError', 'endRecovery'] : 'endRecovery',
+        })),
+        DESTROY: { actions: 'queueDestroy' },
+      },
+    },
   },
 });

@@ -1,6 +1,6 @@
 import { assign, emit, fromPromise, setup, type ActorLogicFrom } from 'xstate';
 import { ErrorCodes, type ErrorCode, type ErrorInfo } from '../../core/errors.ts';
-import type { Op, SandboxContext, SandboxInput, StepInput, StepOutput, Resources } from './context.ts';
+import type { Op, RecoveryTarget, SandboxContext, SandboxInput, StepInput, StepOutput, Resources } from './context.ts';
 import { initialContext } from './context.ts';
 import { applyOutput, stepFailure } from './outcome.ts';
 import type { SandboxEmitted, SandboxEvent } from './events.ts';
@@ -133,6 +133,13 @@ export const sandboxSetup = setup({
       reason: context.failure?.message ?? 'auto-pause failed',
     })),
     noteVmExited: assign({ vmExited: true }),
+    /** Recovery released a sandbox whose VMM did not survive the agent. */
+    emitRecoveryError: emit(({ context }) => ({
+      type: 'lifecycle' as const,
+      kind: 'error' as const,
+      reason: context.recovery?.reason ?? 'lost in an agent restart',
+    })),
+    endRecovery: assign({ recovery: null }),
     emitCrashed: emit(({ event }) => ({
       type: 'lifecycle' as const,
       kind: 'error' as const,
@@ -149,6 +156,7 @@ export const sandboxSetup = setup({
     snapshotTemplate: ({ context }) => context.template?.kind === 'snapshot',
     hasTimeout: ({ context }) => context.timeoutSec > 0,
     memoryLoaderRunning: ({ context }) => context.memoryLoader === 'running',
+    recoverTo: ({ context }, params: { to: RecoveryTarget }) => context.recovery?.to === params.to,
     /** An undo step runs while its resource is held and it has not already failed in this pass. */
     needsRelease: ({ context }, params: { step: ReleaseStep }) =>
       releases[params.step](context.res) && !context.releaseFailures.some((f) => f.step === params.step),

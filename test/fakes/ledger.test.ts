@@ -118,6 +118,7 @@ function checked(d: Drivers, host: FakeHost, failures: string[]): Drivers {
     files: wrap(d.files, 'files'),
     templates: wrap(d.templates, 'templates'),
     store: d.store,
+    sweeper: d.sweeper,
   };
 }
 

@@ -21,6 +21,8 @@ import { GUEST_NET } from '../../drivers/network/slot-addresses.ts';
 import { DmDiskDriver, type DmDiskOptions } from '../../drivers/storage/dm-disk.ts';
 import { DMSETUP_STANDIN } from '../../drivers/storage/index.ts';
 import { LosetupLoopDriver } from '../../drivers/storage/losetup-loop.ts';
+import { RealHostSweeper } from '../../drivers/host/host-sweeper.ts';
+import { silentLogger } from '../../core/log.ts';
 import { MemoryStore } from '../../drivers/store/memory-store.ts';
 import { ChDriver } from '../../drivers/vmm/ch/ch-driver.ts';
 import { ENVD_PORT } from '../../drivers/vmm/ch/envd-address.ts';
@@ -181,17 +183,18 @@ export async function makeRig(t: TestContext, o: RigOptions): Promise<Rig> {
     ...o.dm,
   });
   const files = new FsSnapshotFiles({ dataDir });
+  const vmm = new ChDriver({
+    binary: CHSIM,
+    kernelPath: kernel,
+    runDir,
+    logDir: join(root, 'logs'),
+    envdAddress: 'guest',
+    env: { CHSIM_ENVD_LISTEN: `${GUEST_NET.guestIp}:${ENVD_PORT}` },
+    startTimeoutMs: 20_000,
+    shutdownGraceMs: 3_000,
+  });
   const drivers: Drivers = {
-    vmm: new ChDriver({
-      binary: CHSIM,
-      kernelPath: kernel,
-      runDir,
-      logDir: join(root, 'logs'),
-      envdAddress: 'guest',
-      env: { CHSIM_ENVD_LISTEN: `${GUEST_NET.guestIp}:${ENVD_PORT}` },
-      startTimeoutMs: 20_000,
-      shutdownGraceMs: 3_000,
-    }),
+    vmm,
     envd: new EnvdClient({ healthPollMs: 20 }),
     loop: loops,
     disk: dm,
@@ -199,6 +202,18 @@ export async function makeRig(t: TestContext, o: RigOptions): Promise<Rig> {
     files,
     templates: new FsTemplateStore({ dataDir }),
     store: new MemoryStore(),
+    sweeper: new RealHostSweeper({
+      dataDir,
+      runDir,
+      vmDir: join(root, 'vm'),
+      logDir: join(root, 'logs'),
+      files,
+      vmm,
+      loops,
+      dm,
+      networkPrefix: o.net.prefix,
+      log: silentLogger,
+    }),
   };
   const newSupervisor = () =>
     new Supervisor({ drivers, slots: MAX_SLOTS, defaultDiskSizeMB: 64, vmSandboxDir: (id) => join(root, 'vm', id), ...o.supervisor });

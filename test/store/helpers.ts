@@ -34,6 +34,7 @@ export function sampleRecord(id: string, over: Partial<SandboxRecord> = {}): San
     opId: null,
     incarnation: 3,
     slot: 7,
+    machine: { value: { running: { inactivity: 'armed', memoryLoader: 'idle' } }, context: { id } },
     hostIp: '10.11.0.29',
     rootfsDevice: `/dev/mapper/sbx-${id}`,
     resources: {

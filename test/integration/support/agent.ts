@@ -61,6 +61,7 @@ export async function useAgent(t: Hooks, opts: RuntimeOptions & { vmmEnv?: Recor
   });
   const base = await ensureBaseTemplate(runtime.agent.drivers.templates, runtime.agent.dirs.run, silentLogger, { signal: AbortSignal.timeout(60_000), sizeMB: 16 });
   assert.equal(base.kind, 'created', 'mkfs.ext4 (e2fsprogs) makes the base template');
+  await runtime.supervisor.reconcile(AbortSignal.timeout(60_000));
   const events: LifecycleEvent[] = [];
   runtime.supervisor.onEvent((e) => events.push(e));
   return { ...runtime, dataDir, vmmEnv, events, vmmPids };
@@ -76,9 +77,10 @@ async function teardown(runtime: Runtime): Promise<void> {
     await supervisor.deleteTemplate({ teamId: t.teamId }, t.templateId);
   }
   await waitFor(() => readdirSync(runtime.agent.dirs.logs).length === 0, 10_000, 'VMM logs removed after destroy');
+  runtime.close();
 }
 
-/** After every sandbox is gone: the data dir holds the base template, the placeholder kernel and empty dirs only. */
+/** After every sandbox is gone: the data dir holds the base template, the placeholder kernel, the closed database and empty dirs only. */
 export function assertNothingLeft(dataDir: string): void {
   const left: string[] = [];
   const walk = (dir: string) => {
@@ -89,7 +91,7 @@ export function assertNothingLeft(dataDir: string): void {
     }
   };
   if (existsSync(dataDir)) walk(dataDir);
-  assert.deepEqual(left.sort(), ['images/teams/system/base/rootfs.ext4', 'run/sim-vmlinux'], 'files left in the data dir');
+  assert.deepEqual(left.sort(), ['images/teams/system/base/rootfs.ext4', 'run/sim-vmlinux', 'sandboxd.db'], 'files left in the data dir');
   for (const dir of ['sandboxes', 'run/vm', 'logs']) {
     const path = join(dataDir, dir);
     if (existsSync(path)) assert.deepEqual(readdirSync(path), [], `${dir} is empty`);

@@ -30,7 +30,7 @@ export class FakeSupervisor implements SupervisorApi {
     if (this.sandboxes.has(id)) throw new SandboxdError('already_exists', `sandbox ${id} exists`);
     const now = new Date().toISOString();
     const sb: SandboxView = {
-      id, teamId, templateId: p.templateId, vcpus: p.vcpus ?? 1, memoryMB: p.memoryMB ?? 512, diskSizeMB: p.diskSizeMB ?? 2048,
+      id, incarnation: 1, teamId, templateId: p.templateId, vcpus: p.vcpus ?? 1, memoryMB: p.memoryMB ?? 512, diskSizeMB: p.diskSizeMB ?? 2048,
       timeoutSec: p.timeoutSec ?? 0, status: 'creating', step: 'creating.start', slot: this.sandboxes.size, hostIp: '10.11.0.1',
       createdAt: now, lastActiveAt: now, metadata: {}, error: null,
     };
