@@ -8,6 +8,7 @@ import type { SandboxInput } from '../machines/sandbox/context.ts';
 import type { SandboxEmitted, SandboxEvent } from '../machines/sandbox/events.ts';
 import type { sandboxMachine } from '../machines/sandbox/machine.ts';
 import type { LifecycleEvent, StateChange } from './api.ts';
+import type { ResourceNames } from './ledger-rows.ts';
 import { record, status, stepOf, type SandboxSnapshot } from './view.ts';
 
 type SandboxLogic = typeof sandboxMachine;
@@ -42,6 +43,8 @@ interface Pending {
 
 export interface RegistryOptions {
   store: SandboxStore;
+  /** Driver-given host names for the ledger rows of each record. */
+  names: ResourceNames;
   vmm: VmmDriver;
   log: Logger;
   inspect?: (event: InspectionEvent) => void;
@@ -117,7 +120,7 @@ export class SandboxRegistry {
     const snapshot = entry.actor.getSnapshot();
     if (entry.saved !== snapshot && snapshot.status === 'active') {
       // Throws: a step whose intent is not on disk must not run.
-      this.opts.store.save(record(snapshot, entry.incarnation));
+      this.opts.store.save(record(snapshot, entry.incarnation, this.opts.names));
       entry.saved = snapshot;
     }
     return entry.incarnation;
@@ -218,7 +221,7 @@ export class SandboxRegistry {
   #save(entry: Entry, snapshot: SandboxSnapshot): void {
     if (entry.saved === snapshot || snapshot.status !== 'active') return;
     entry.saved = snapshot;
-    this.#durably(snapshot.context.id, entry, () => this.opts.store.save(record(snapshot, entry.incarnation)));
+    this.#durably(snapshot.context.id, entry, () => this.opts.store.save(record(snapshot, entry.incarnation, this.opts.names)));
   }
 
   /**

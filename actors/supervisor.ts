@@ -32,7 +32,7 @@ import { LoopRegistry } from './loop-registry.ts';
 import { normalizeCreate, normalizeTimeout } from './params.ts';
 import { SlotAllocator } from './slots.ts';
 import { StepRunner } from './step-runner.ts';
-import { stepImplementations, type StepImpl } from './steps.ts';
+import { diskName, stepImplementations, type StepImpl } from './steps.ts';
 import type { StepName } from '../machines/sandbox/steps.ts';
 import { isMetricRange, RANGES } from './metrics/rings.ts';
 import type { FlushedMetrics, MetricPoint } from './metrics/sampler.ts';
@@ -114,6 +114,10 @@ export class Supervisor implements SupervisorApi {
     this.loops = new LoopRegistry(opts.drivers.loop);
     this.#reg = new SandboxRegistry({
       store: opts.drivers.store,
+      names: {
+        disk: (id) => opts.drivers.disk.deviceName?.(id) ?? diskName(id),
+        cow: (id) => opts.drivers.files.cowPath(id),
+      },
       vmm: opts.drivers.vmm,
       log: this.#log,
       ...(opts.inspect === undefined ? {} : { inspect: opts.inspect }),

@@ -2,6 +2,7 @@ import type { SnapshotFrom, StateValue } from 'xstate';
 import type { SandboxRecord } from '../drivers/store/store.ts';
 import type { sandboxMachine } from '../machines/sandbox/machine.ts';
 import type { SandboxStatus, SandboxView } from './api.ts';
+import { ledgerRows, type ResourceNames } from './ledger-rows.ts';
 
 export type SandboxSnapshot = SnapshotFrom<typeof sandboxMachine>;
 
@@ -54,7 +55,7 @@ export function view(snapshot: SandboxSnapshot, incarnation: number): SandboxVie
   };
 }
 
-export function record(snapshot: SandboxSnapshot, incarnation: number): SandboxRecord {
+export function record(snapshot: SandboxSnapshot, incarnation: number, names: ResourceNames): SandboxRecord {
   const v = view(snapshot, incarnation);
   const c = snapshot.context;
   return {
@@ -77,5 +78,6 @@ export function record(snapshot: SandboxSnapshot, incarnation: number): SandboxR
     lastActiveAt: v.lastActiveAt,
     metadata: v.metadata,
     machine: { value: snapshot.value, context: c as unknown as Record<string, unknown> },
+    ledger: ledgerRows(c, v.step, names),
   };
 }

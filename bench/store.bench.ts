@@ -125,6 +125,7 @@ function sample(i: number): SandboxRecord {
     lastActiveAt: '2026-11-23T10:00:00.000Z',
     metadata: { envdVersion: '0.4.1' },
     machine: { value: { running: { inactivity: 'off', memoryLoader: 'idle' } }, context: { id: `sb-bench-${i % 1000}` } },
+    ledger: [{ kind: 'vmm', name: `sb-bench-${i % 1000}`, state: 'present' }],
   };
 }
 

@@ -47,6 +47,7 @@ export const RecordDocSchema = z.strictObject({
   createdAt: z.iso.datetime(),
   lastActiveAt: z.iso.datetime(),
   metadata: z.record(z.string(), z.string()),
+  ledger: z.array(z.strictObject({ kind: z.string(), name: z.string(), state: z.enum(['intended', 'present', 'releasing']) })),
   machine: z.strictObject({ value: z.union([z.string(), z.record(z.string(), z.unknown())]), context: z.record(z.string(), z.unknown()) }),
 });
 

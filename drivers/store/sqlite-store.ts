@@ -6,7 +6,7 @@ import { checkKey, decideMove, type LedgerEntry, type LedgerState, type Resource
 import { checkRecord, parseRow } from './record-schema.ts';
 import { openDatabase, storeFailure, type Migration } from './sqlite-schema.ts';
 import { StoreError } from './store-error.ts';
-import type { SandboxRecord, SandboxStore } from './store.ts';
+import type { LedgerRow, SandboxRecord, SandboxStore } from './store.ts';
 
 export const DB_FILE = 'sandboxd.db';
 
@@ -46,7 +46,8 @@ const RESOURCE_COLUMNS = `kind, name, sandbox_id AS sandboxId, state, updated_ms
  * The durable SandboxStore: `<dataDir>/sandboxd.db`, one row per sandbox
  * written in its own committed transaction on every transition (WAL,
  * synchronous=FULL: a save that returned survives a crash of the agent or
- * the host), plus the resource ledger. Opening refuses a corrupt, foreign or
+ * the host), with the sandbox's rows of the resource ledger in the same
+ * transaction; a removed sandbox takes its rows with it. Opening refuses a corrupt, foreign or
  * newer database (StoreError): the agent must not start on one.
  */
 export class SqliteStore implements SandboxStore, ResourceLedger {
@@ -79,14 +80,15 @@ export class SqliteStore implements SandboxStore, ResourceLedger {
       lastActiveAt: r.lastActiveAt,
       metadata: r.metadata,
       machine: r.machine,
+      ledger: r.ledger,
     });
     const row = { id: r.id, teamId: r.teamId, templateId: r.templateId, status: r.status, step: r.step, opId: r.opId, incarnation: r.incarnation, slot: r.slot };
-    this.#use('save', () => this.#sql.upsert.run({ ...row, doc, now: Date.now() }));
+    this.#use('save', () => this.#sql.save({ ...row, doc, now: Date.now() }, r.ledger));
   }
 
   remove(sandboxId: string): void {
     if (typeof sandboxId !== 'string' || !SANDBOX_ID.test(sandboxId)) throw new StoreError('invalid_input', `invalid sandbox id: ${JSON.stringify(sandboxId)}`);
-    this.#use('remove', () => this.#sql.remove.run(sandboxId));
+    this.#use('remove', () => this.#sql.removeAll(sandboxId));
   }
 
   /** Every record; throws bad_record naming each row that does not parse rather than skip it. */
@@ -191,6 +193,7 @@ function prepare(db: Database.Database) {
          updated_ms = excluded.updated_ms, doc = excluded.doc`,
     ),
     remove: db.prepare(`DELETE FROM sandboxes WHERE id = ?`),
+    forget: db.prepare(`DELETE FROM resources WHERE sandbox_id = ?`),
     bumpEpoch: db.prepare(`UPDATE meta SET value = value + 1 WHERE key = 'epoch' RETURNING value`),
     all: db.prepare(`SELECT ${SANDBOX_COLUMNS} FROM sandboxes ORDER BY id`),
     one: db.prepare(`SELECT ${SANDBOX_COLUMNS} FROM sandboxes WHERE id = ?`),
@@ -211,5 +214,23 @@ function prepare(db: Database.Database) {
     stmts.putResource.run(row);
     return entryOf(row);
   });
-  return { ...stmts, move };
+  // The record and its ledger rows commit together: the rows are what the record says, never a step behind.
+  const save = db.transaction((row: Record<string, unknown> & { id: string; now: number }, rows: LedgerRow[]) => {
+    stmts.upsert.run(row);
+    const keyOf = (r: { kind: string; name: string }) => `${r.kind}\0${r.name}`;
+    const wanted = new Set(rows.map(keyOf));
+    for (const current of stmts.ledgerOf.all(row.id) as ResourceRow[]) {
+      if (current.state !== 'released' && !wanted.has(keyOf(current))) stmts.putResource.run({ ...current, state: 'released', updatedMs: row.now });
+    }
+    for (const r of rows) {
+      const current = stmts.resource.get(r.kind, r.name) as ResourceRow | undefined;
+      if (current?.state === r.state && current.sandboxId === row.id) continue;
+      stmts.putResource.run({ kind: r.kind, name: r.name, sandboxId: row.id, state: r.state, updatedMs: row.now });
+    }
+  });
+  const removeAll = db.transaction((id: string) => {
+    stmts.remove.run(id);
+    stmts.forget.run(id);
+  });
+  return { ...stmts, move, save, removeAll };
 }

@@ -23,6 +23,15 @@ export interface SandboxRecord extends SandboxSpec {
   metadata: Record<string, string>;
   /** The machine's state and context as JSON: what start-up reconciliation rebuilds the sandbox from. */
   machine: { value: unknown; context: Record<string, unknown> };
+  /** The sandbox's rows of the resource ledger as of this record (actors/ledger-rows.ts). */
+  ledger: LedgerRow[];
+}
+
+/** One host resource of a sandbox, by kind and host name, and where it stands. */
+export interface LedgerRow {
+  kind: string;
+  name: string;
+  state: 'intended' | 'present' | 'releasing';
 }
 
 /**

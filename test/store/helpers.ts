@@ -35,6 +35,8 @@ export function sampleRecord(id: string, over: Partial<SandboxRecord> = {}): San
     incarnation: 3,
     slot: 7,
     machine: { value: { running: { inactivity: 'armed', memoryLoader: 'idle' } }, context: { id } },
+    // Ledger rows derived from records are tested through the supervisor (test/recovery/durable-ledger.test.ts).
+    ledger: [],
     hostIp: '10.11.0.29',
     rootfsDevice: `/dev/mapper/sbx-${id}`,
     resources: {
