@@ -219,7 +219,8 @@ export class SandboxRegistry {
   }
 
   #save(entry: Entry, snapshot: SandboxSnapshot): void {
-    if (entry.saved === snapshot || snapshot.status !== 'active') return;
+    // A rebuilt sandbox's record stays as found until RECOVER moves it: a crash meanwhile decides again from it.
+    if (entry.saved === snapshot || snapshot.status !== 'active' || snapshot.value === 'recovering') return;
     entry.saved = snapshot;
     this.#durably(snapshot.context.id, entry, () => this.opts.store.save(record(snapshot, entry.incarnation, this.opts.names)));
   }

@@ -104,6 +104,46 @@ async function lifecycle(name: string, store: SandboxStore, n: number): Promise<
   return { name, ms, writes: counting.writes, insideMs: counting.insideMs };
 }
 
+/**
+ * Fills a store with `paused` + `running` sandboxes, kills the agent (halt: the
+ * actors stop, records and host stay), opens the store again and times a new
+ * agent's reconcile() over it.
+ */
+async function reconciliation(durable: boolean, paused: number, running: number) {
+  const fakes = createFakeDrivers();
+  const dir = benchDir();
+  const openStore = (): SandboxStore & { close?: () => void } => (durable ? new SqliteStore(dir) : memory);
+  const memory = new MemoryStore();
+  let store = openStore();
+  const first = new Supervisor({ drivers: { ...fakes.drivers, store }, slots: paused + running + 10 });
+  const ids: string[] = [];
+  for (let start = 0; start < paused + running; start += CONCURRENCY) {
+    const batch = Array.from({ length: Math.min(CONCURRENCY, paused + running - start) }, async (_, k) => {
+      const { sandbox } = await first.create(TEAM, { templateId: 'base', timeoutSec: 0 });
+      if (start + k < paused) await first.pause(TEAM, sandbox.id);
+      ids.push(sandbox.id);
+    });
+    await Promise.all(batch);
+  }
+  first.halt();
+  store.close?.();
+  store = openStore();
+  const t0 = performance.now();
+  const loadMs = (() => {
+    const t = performance.now();
+    store.loadAll();
+    return performance.now() - t;
+  })();
+  const next = new Supervisor({ drivers: { ...fakes.drivers, store }, slots: paused + running + 10, gateUntilReconciled: true });
+  const report = await next.reconcile(AbortSignal.timeout(600_000));
+  const ms = performance.now() - t0 - loadMs;
+  const outcomes: Record<string, number> = {};
+  for (const o of report.outcomes) outcomes[o.to] = (outcomes[o.to] ?? 0) + 1;
+  next.halt();
+  store.close?.();
+  return { ms, loadMs, outcomes };
+}
+
 function sample(i: number): SandboxRecord {
   return {
     id: `sb-bench-${i % 1000}`,
@@ -187,6 +227,16 @@ async function main(): Promise<void> {
   console.log(`   loadAll of ${loaded} records (parsed with zod): ${(performance.now() - t0).toFixed(1)} ms`);
   full.close();
   normal.close();
+
+  const PAUSED = Number(process.env.STORE_BENCH_PAUSED ?? 1_000);
+  const RUNNING = Number(process.env.STORE_BENCH_RUNNING ?? 100);
+  console.log(`\n4. Start-up reconciliation of ${PAUSED} paused + ${RUNNING} running records (fake drivers: the agent's own cost)`);
+  for (const durable of [false, true]) {
+    const r = await reconciliation(durable, PAUSED, RUNNING);
+    console.log(
+      `   ${pad(durable ? 'SqliteStore synchronous=FULL' : 'MemoryStore', 32)} ${num(r.ms)} ms total (${num((r.ms * 1000) / (PAUSED + RUNNING), 1)} µs per sandbox), of which loading the records ${r.loadMs.toFixed(1)} ms; outcomes ${JSON.stringify(r.outcomes)}`,
+    );
+  }
   console.log(`\nfsync floor after: ${fsyncFloorUs(probe).toFixed(0)} µs per 4 KiB write + fdatasync (median)`);
 }
 

@@ -219,12 +219,14 @@ function prepare(db: Database.Database) {
     stmts.upsert.run(row);
     const keyOf = (r: { kind: string; name: string }) => `${r.kind}\0${r.name}`;
     const wanted = new Set(rows.map(keyOf));
+    const mine = new Map<string, ResourceRow>();
     for (const current of stmts.ledgerOf.all(row.id) as ResourceRow[]) {
+      mine.set(keyOf(current), current);
       if (current.state !== 'released' && !wanted.has(keyOf(current))) stmts.putResource.run({ ...current, state: 'released', updatedMs: row.now });
     }
+    // Only what moved is written; a row another sandbox left behind is taken over.
     for (const r of rows) {
-      const current = stmts.resource.get(r.kind, r.name) as ResourceRow | undefined;
-      if (current?.state === r.state && current.sandboxId === row.id) continue;
+      if (mine.get(keyOf(r))?.state === r.state) continue;
       stmts.putResource.run({ kind: r.kind, name: r.name, sandboxId: row.id, state: r.state, updatedMs: row.now });
     }
   });
