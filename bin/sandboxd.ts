@@ -28,6 +28,8 @@ async function main(): Promise<void> {
   const inspector = createInspectionFeed();
   const runtime = await createRuntime(config, log, { inspect: inspector.inspect });
   const { supervisor, agent } = runtime;
+  // Checkpoints the WAL into the database on every way out (a SIGKILL leaves it for the next start).
+  process.on('exit', () => runtime.close());
 
   const base = await ensureBaseTemplate(agent.drivers.templates, agent.dirs.run, log, { signal: AbortSignal.timeout(120_000) });
   if (base.kind === 'mkfs-missing') log.error(base.detail);
