@@ -95,6 +95,8 @@ export interface AgentInfo {
   sandboxes: Partial<Record<SandboxStatus, number>>;
   capacity: { slots: number; slotsInUse: number };
   backends: { disk: string; network: string };
+  /** The last start-up reconciliation, once it has run: where sandboxes went, what the sweep removed by kind. */
+  reconciled: { ms: number; outcomes: Record<string, number>; orphansRemoved: Record<string, number> } | null;
 }
 
 export interface ImportTemplateParams {

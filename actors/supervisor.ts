@@ -104,6 +104,7 @@ export class Supervisor implements SupervisorApi {
   readonly #opts: SupervisorOptions;
   #draining = false;
   #starting: boolean;
+  #reconciled: AgentInfo['reconciled'] = null;
 
   constructor(opts: SupervisorOptions) {
     this.#opts = opts;
@@ -374,6 +375,7 @@ export class Supervisor implements SupervisorApi {
       sandboxes,
       capacity: { slots: this.slots.capacity, slotsInUse: this.slots.inUse },
       backends: { disk: this.#drivers.disk.kind, network: this.#drivers.network.kind },
+      reconciled: this.#reconciled,
     };
   }
 
@@ -427,6 +429,9 @@ export class Supervisor implements SupervisorApi {
     );
     this.#starting = false;
     const swept = Object.fromEntries(Object.entries(report.orphans).map(([kind, names]) => [kind, names.length]));
+    const outcomes: Record<string, number> = {};
+    for (const o of report.outcomes) outcomes[o.to] = (outcomes[o.to] ?? 0) + 1;
+    this.#reconciled = { ms: report.ms, outcomes, orphansRemoved: swept };
     this.#log.info({ sandboxes: report.outcomes.length, pausedFromDisk: report.pausedFromDisk.length, swept, ms: report.ms }, 'reconciled');
     return report;
   }

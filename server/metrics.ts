@@ -27,6 +27,15 @@ export function createMetrics(supervisor: Pick<SupervisorApi, 'info'>): ServerMe
       for (const status of sandboxStatuses) this.set({ status }, counts[status] ?? 0);
     },
   });
+  new Gauge({
+    name: 'sandboxd_orphans_removed',
+    help: 'What start-up reconciliation found on the host that no sandbox owned, and removed, by kind',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      for (const [kind, n] of Object.entries(supervisor.info().reconciled?.orphansRemoved ?? {})) this.set({ kind }, n);
+    },
+  });
   return {
     registry,
     operationSeconds: new Histogram({

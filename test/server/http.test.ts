@@ -38,6 +38,9 @@ test('/metrics reports sandboxes by status, operations, errors, connections and 
   assert.equal(value(/^sandboxd_connections /), 1);
   assert.equal(value(/^sandboxd_messages_in_total /), 4);
   assert.ok(value(/^sandboxd_messages_out_total\{kind="reply"\}/) >= 4);
+  // From the supervisor's last start-up reconciliation (the fake's: 1 VMM, 2 networks swept).
+  assert.equal(value(/^sandboxd_orphans_removed\{kind="vmm"\}/), 1);
+  assert.equal(value(/^sandboxd_orphans_removed\{kind="network"\}/), 2);
   // Its own registry: nothing of prom-client's global default registry leaks in.
   assert.doesNotMatch(body, /process_cpu/);
 });

@@ -170,7 +170,7 @@ export class FakeSupervisor implements SupervisorApi {
   info(): AgentInfo {
     const sandboxes: Partial<Record<SandboxStatus, number>> = {};
     for (const s of this.sandboxes.values()) sandboxes[s.status] = (sandboxes[s.status] ?? 0) + 1;
-    return { version: 'fake', draining: this.draining, sandboxes, capacity: { slots: 64, slotsInUse: this.sandboxes.size }, backends: { disk: 'fake', network: 'fake' } };
+    return { version: 'fake', draining: this.draining, sandboxes, capacity: { slots: 64, slotsInUse: this.sandboxes.size }, backends: { disk: 'fake', network: 'fake' }, reconciled: { ms: 1, outcomes: {}, orphansRemoved: { vmm: 1, network: 2 } } };
   }
 
   async shutdown() {
