@@ -6,46 +6,24 @@
 // prefix per test file, and is undone after the test even when it fails.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { execa } from 'execa';
 import { Supervisor, type SupervisorOptions } from '../../actors/supervisor.ts';
-import { EnvdClient } from '../../drivers/envd/envd-client.ts';
-import { FsSnapshotFiles } from '../../drivers/files/fs-files.ts';
-import { FsTemplateStore } from '../../drivers/files/fs-templates.ts';
+import type { FsSnapshotFiles } from '../../drivers/files/fs-files.ts';
 import type { Drivers } from '../../drivers/index.ts';
 import { removeOrphans } from '../../drivers/network/inventory.ts';
-import { NetnsNetwork } from '../../drivers/network/netns-network.ts';
-import type { NetworkDriver, NetworkHandle } from '../../drivers/network/network.ts';
-import { GUEST_NET } from '../../drivers/network/slot-addresses.ts';
-import { DmDiskDriver, type DmDiskOptions } from '../../drivers/storage/dm-disk.ts';
-import { DMSETUP_STANDIN } from '../../drivers/storage/index.ts';
-import { LosetupLoopDriver } from '../../drivers/storage/losetup-loop.ts';
-import { RealHostSweeper } from '../../drivers/host/host-sweeper.ts';
-import { silentLogger } from '../../core/log.ts';
+import type { DmDiskDriver, DmDiskOptions } from '../../drivers/storage/dm-disk.ts';
+import type { LosetupLoopDriver } from '../../drivers/storage/losetup-loop.ts';
 import { MemoryStore } from '../../drivers/store/memory-store.ts';
-import { ChDriver } from '../../drivers/vmm/ch/ch-driver.ts';
-import { ENVD_PORT } from '../../drivers/vmm/ch/envd-address.ts';
 import { cleanups, detachLoopsUnder } from '../storage/helpers.ts';
+import { buildHostDrivers, MAX_SLOTS, prepareHostRoot, TEAM, type NetRange } from './host-drivers.ts';
 
-export const CHSIM = resolve(import.meta.dirname, '../../drivers/vmm/sim/chsim');
-export const DM_PREFIX = 'sbxt-';
-export const TEAM = 'acme';
+export { CHSIM, DM_PREFIX, TEAM, type NetRange } from './host-drivers.ts';
 export const ADMIN = { teamId: null };
 export const CALLER = { teamId: TEAM };
-/**
- * Network objects of one test file: its own prefix and address ranges, used by
- * no other test file, so files run side by side never sweep each other's slots.
- */
-export interface NetRange {
-  prefix: string;
-  transitCidr: string;
-  hostCidr: string;
-}
 export const LIFECYCLE_NET: NetRange = { prefix: 'sbxth', transitCidr: '169.254.40.0/24', hostCidr: '169.254.41.0/24' };
 export const FAULTS_NET: NetRange = { prefix: 'sbxtf', transitCidr: '169.254.42.0/24', hostCidr: '169.254.43.0/24' };
-const MAX_SLOTS = 16;
-const BASE_BYTES = 16 << 20;
 
 export const opts = (ms = 30_000) => ({ signal: AbortSignal.timeout(ms) });
 
@@ -57,28 +35,6 @@ export async function missingHost(): Promise<string | undefined> {
     if (r.exitCode !== 0) return `needs ${tool}`;
   }
   return undefined;
-}
-
-/**
- * The stand-in envd listens on the guest's address inside the slot's namespace;
- * this puts that address on the namespace's `lo`, as the guest's own interface
- * would carry it, so the namespace's DNAT from the slot's host IP delivers to it.
- * The address goes with the namespace.
- */
-class GuestAddressOnLo implements NetworkDriver {
-  readonly kind = 'netns' as const;
-  constructor(private readonly inner: NetnsNetwork) {}
-
-  async create(slot: number, o: { signal: AbortSignal }): Promise<NetworkHandle> {
-    const handle = await this.inner.create(slot, o);
-    const args = ['-n', handle.namespace!, 'addr', 'replace', `${GUEST_NET.guestIp}/32`, 'dev', 'lo'];
-    await execa('ip', args, { timeout: 10_000, cancelSignal: o.signal });
-    return handle;
-  }
-
-  remove(slot: number, o: { signal: AbortSignal }): Promise<void> {
-    return this.inner.remove(slot, o);
-  }
 }
 
 export interface Rig {
@@ -112,7 +68,7 @@ export interface RigOptions {
  * per network prefix (a dir made atomically, naming its owner's pid; a dead
  * owner's lock is taken over) makes them take turns.
  */
-async function lockPrefix(prefix: string, undo: (fn: () => unknown) => void): Promise<void> {
+export async function lockPrefix(prefix: string, undo: (fn: () => unknown) => void): Promise<void> {
   const lock = `/tmp/sandboxd-test-lock-${prefix}`;
   const deadline = Date.now() + 120_000;
   for (;;) {
@@ -153,70 +109,27 @@ export async function makeRig(t: TestContext, o: RigOptions): Promise<Rig> {
   await lockPrefix(o.net.prefix, undo);
   const root = mkdtempSync('/tmp/sandboxd-test-host-');
   undo(() => rmSync(root, { recursive: true, force: true }));
-  const dataDir = join(root, 'data');
-  const runDir = join(root, 'run');
-  const dmState = join(root, 'dm');
-  for (const d of [dataDir, runDir, join(dmState, 'mapper')]) mkdirSync(d, { recursive: true });
+  const paths = prepareHostRoot(root);
+  const { dataDir, runDir, dmState, basePath } = paths;
   if (o.tmpfsBytes !== undefined) {
+    // Mounted over the prepared data dir, so the base template is made again inside it.
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${o.tmpfsBytes}`, 'sbxt-host', dataDir]);
     undo(() => execFileSync('umount', ['--lazy', dataDir]));
+    prepareHostRoot(root);
   }
   // Undone before the data dir goes: loops under it, then the network (after the VMMs).
   undo(() => detachLoopsUnder(root));
   undo(() => removeOrphans(o.net.prefix, [], opts()));
   undo(() => killVmms(runDir));
 
-  const kernel = join(root, 'vmlinux');
-  writeFileSync(kernel, 'not a kernel');
-  const basePath = join(dataDir, 'images', 'teams', TEAM, 'base', 'rootfs.ext4');
-  mkdirSync(join(basePath, '..'), { recursive: true });
-  execFileSync('truncate', ['-s', String(BASE_BYTES), basePath]);
-  execFileSync('mkfs.ext4', ['-q', '-F', basePath]);
-
-  const loops = new LosetupLoopDriver();
-  const dm = new DmDiskDriver({
-    loops,
-    prefix: DM_PREFIX,
-    dmsetupPath: DMSETUP_STANDIN,
-    dmsetupEnv: { SANDBOXD_DMSETUP_STATE: dmState },
-    mapperDir: join(dmState, 'mapper'),
-    ...o.dm,
-  });
-  const files = new FsSnapshotFiles({ dataDir });
-  const vmm = new ChDriver({
-    binary: CHSIM,
-    kernelPath: kernel,
-    runDir,
-    logDir: join(root, 'logs'),
-    envdAddress: 'guest',
-    env: { CHSIM_ENVD_LISTEN: `${GUEST_NET.guestIp}:${ENVD_PORT}` },
-    startTimeoutMs: 20_000,
-    shutdownGraceMs: 3_000,
-  });
-  const drivers: Drivers = {
-    vmm,
-    envd: new EnvdClient({ healthPollMs: 20 }),
-    loop: loops,
-    disk: dm,
-    network: new GuestAddressOnLo(new NetnsNetwork({ layout: { ...o.net, maxSlots: MAX_SLOTS } })),
-    files,
-    templates: new FsTemplateStore({ dataDir }),
+  const { drivers, loops, dm, files, vmSandboxDir } = buildHostDrivers({
+    root,
+    net: o.net,
     store: new MemoryStore(),
-    sweeper: new RealHostSweeper({
-      dataDir,
-      runDir,
-      vmDir: join(root, 'vm'),
-      logDir: join(root, 'logs'),
-      files,
-      vmm,
-      loops,
-      dm,
-      networkPrefix: o.net.prefix,
-      log: silentLogger,
-    }),
-  };
+    ...(o.dm === undefined ? {} : { dm: o.dm }),
+  });
   const newSupervisor = () =>
-    new Supervisor({ drivers, slots: MAX_SLOTS, defaultDiskSizeMB: 64, vmSandboxDir: (id) => join(root, 'vm', id), ...o.supervisor });
+    new Supervisor({ drivers, slots: MAX_SLOTS, defaultDiskSizeMB: 64, vmSandboxDir, ...o.supervisor });
   const rig: Rig = { root, net: o.net, dataDir, runDir, dmState, sup: newSupervisor(), newSupervisor, drivers, loops, dm, files, basePath };
   // First to run: the current supervisor destroys what the test left, so every owner releases its own.
   undo(async () => {
@@ -243,7 +156,7 @@ export function vmmProcesses(runDir: string): Map<string, number> {
   return out;
 }
 
-function killVmms(runDir: string): void {
+export function killVmms(runDir: string): void {
   for (const pid of vmmProcesses(runDir).values()) {
     try {
       process.kill(pid, 'SIGKILL');
