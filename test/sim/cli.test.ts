@@ -9,14 +9,10 @@ import { api, CHSIM, exec, spawnSim, tempDir, waitFor } from './harness.ts';
 // The simulator's command line must accept what the CH driver passes to the real
 // binary and refuse what CH refuses, or the driver's flags drift unnoticed.
 
-test('the launcher starts from any cwd in under a second', async (t) => {
-  const dir = tempDir(t);
-  await execa(CHSIM, ['--version'], { cwd: dir }); // warm the tsx cache
-  const started = performance.now();
-  const r = await execa(CHSIM, ['--version'], { cwd: dir });
-  const ms = performance.now() - started;
+// How fast it starts is bench/chsim.bench.ts's business (start-up to first ping), not a timed test's.
+test('the launcher starts from any cwd', async (t) => {
+  const r = await execa(CHSIM, ['--version'], { cwd: tempDir(t) });
   assert.match(r.stdout, /^cloud-hypervisor v52\.0/);
-  assert.ok(ms < 1000, `--version took ${ms.toFixed(0)} ms`);
 });
 
 test('malformed flags exit non-zero with CH-style messages and leave no socket', async (t) => {
