@@ -30,7 +30,7 @@ export const sandboxStatuses = [
 ] as const;
 
 const empty = z.strictObject({});
-const byId = z.strictObject({ id: sandboxId });
+export const byId = z.strictObject({ id: sandboxId });
 
 export const schemas = {
   'sandbox.create': z.strictObject({
