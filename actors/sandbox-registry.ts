@@ -8,7 +8,7 @@ import type { SandboxInput } from '../machines/sandbox/context.ts';
 import type { SandboxEmitted, SandboxEvent } from '../machines/sandbox/events.ts';
 import type { sandboxMachine } from '../machines/sandbox/machine.ts';
 import type { LifecycleEvent, StateChange } from './api.ts';
-import { record, status, stepOf, type SandboxSnapshot } from './view.ts';
+import { record, status, stepAt, type SandboxSnapshot } from './view.ts';
 
 type SandboxLogic = typeof sandboxMachine;
 
@@ -165,7 +165,7 @@ export class SandboxRegistry {
   }
 
   #onSnapshot(id: string, entry: Entry, snapshot: SandboxSnapshot): void {
-    const step = stepOf(snapshot.value);
+    const step = stepAt(snapshot);
     if (step === entry.step && snapshot.status === 'active') return;
     entry.step = step;
     entry.seq++;

@@ -22,6 +22,15 @@ export function stepOf(value: StateValue): string {
   return parts.join('+');
 }
 
+const steps = new WeakMap<SandboxSnapshot, string>();
+
+/** stepOf the snapshot's state, worked out once per snapshot (the registry and every view ask for it). */
+export function stepAt(snapshot: SandboxSnapshot): string {
+  let step = steps.get(snapshot);
+  if (step === undefined) steps.set(snapshot, (step = stepOf(snapshot.value)));
+  return step;
+}
+
 export function status(snapshot: SandboxSnapshot): SandboxStatus {
   if (snapshot.status === 'done') return 'destroyed';
   if (snapshot.status === 'error') return 'error';
@@ -30,7 +39,16 @@ export function status(snapshot: SandboxSnapshot): SandboxStatus {
   return statusOf[top] ?? (top as SandboxStatus);
 }
 
+const views = new WeakMap<SandboxSnapshot, SandboxView>();
+
+/** What callers see of a sandbox; made once per snapshot, and each caller gets its own copy. */
 export function view(snapshot: SandboxSnapshot): SandboxView {
+  let v = views.get(snapshot);
+  if (v === undefined) views.set(snapshot, (v = makeView(snapshot)));
+  return { ...v };
+}
+
+function makeView(snapshot: SandboxSnapshot): SandboxView {
   const c = snapshot.context;
   return {
     id: c.id,
@@ -41,7 +59,7 @@ export function view(snapshot: SandboxSnapshot): SandboxView {
     diskSizeMB: c.diskSizeMB,
     timeoutSec: c.timeoutSec,
     status: status(snapshot),
-    step: stepOf(snapshot.value),
+    step: stepAt(snapshot),
     slot: c.res.slot,
     hostIp: c.res.network?.hostIp ?? null,
     createdAt: new Date(c.createdAt).toISOString(),
