@@ -96,7 +96,7 @@ export class Connection implements Subscriber, InspectSubscriber {
 
   onFrame(data: RawData, isBinary: boolean): void {
     if (this.closing) return;
-    this.deps.metrics.messagesIn.inc();
+    this.deps.metrics.frames.in++;
     // Every frame costs a token, garbage included, so junk cannot buy unlimited replies.
     const allowed = this.bucket.take();
     let id: RpcId = null;
@@ -190,7 +190,7 @@ export class Connection implements Subscriber, InspectSubscriber {
       this.sendError(id, method, err, started);
       return;
     }
-    this.deps.metrics.operationSeconds.observe({ operation: method, outcome: 'ok' }, (performance.now() - started) / 1000);
+    this.deps.metrics.operationSeconds.observe(method, 'ok', (performance.now() - started) / 1000);
     this.send(frame, 'reply');
   }
 
@@ -199,7 +199,7 @@ export class Connection implements Subscriber, InspectSubscriber {
     const label = errorLabel(body);
     this.deps.metrics.errors.inc({ code: label });
     if (started > 0) {
-      this.deps.metrics.operationSeconds.observe({ operation: method, outcome: label }, (performance.now() - started) / 1000);
+      this.deps.metrics.operationSeconds.observe(method, label, (performance.now() - started) / 1000);
     }
     this.send(replyError(id, body), 'reply');
   }
@@ -265,7 +265,7 @@ export class Connection implements Subscriber, InspectSubscriber {
   private send(frame: string | Buffer, kind: 'reply' | 'notification'): void {
     if (this.closing || this.ws.readyState !== this.ws.OPEN) return;
     this.ws.send(frame, { binary: false });
-    this.deps.metrics.messagesOut.inc({ kind });
+    this.deps.metrics.frames[kind]++;
     const buffered = this.ws.bufferedAmount;
     if (buffered <= this.deps.limits.hardCapBytes) return;
     // Twice the cap is a ceiling that bounds a burst of replies before the grace
