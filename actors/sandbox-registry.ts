@@ -8,7 +8,7 @@ import type { SandboxInput } from '../machines/sandbox/context.ts';
 import type { SandboxEmitted, SandboxEvent } from '../machines/sandbox/events.ts';
 import type { sandboxMachine } from '../machines/sandbox/machine.ts';
 import type { LifecycleEvent, StateChange } from './api.ts';
-import { record, status, stepAt, type SandboxSnapshot } from './view.ts';
+import { record, status, stepOf, type SandboxSnapshot } from './view.ts';
 
 type SandboxLogic = typeof sandboxMachine;
 
@@ -165,7 +165,7 @@ export class SandboxRegistry {
   }
 
   #onSnapshot(id: string, entry: Entry, snapshot: SandboxSnapshot): void {
-    const step = stepAt(snapshot);
+    const step = stepOf(snapshot.value);
     if (step === entry.step && snapshot.status === 'active') return;
     entry.step = step;
     entry.seq++;
@@ -179,7 +179,8 @@ export class SandboxRegistry {
     } else {
       this.opts.store.save(record(snapshot, 1));
     }
-    this.logFor(id).info({ step, status: st }, 'state');
+    // The level check first: a sandbox's child logger and the line's object cost more than the transition.
+    if (this.opts.log.isLevelEnabled('info')) this.logFor(id).info({ step, status: st }, 'state');
     if (this.#stateListeners.size === 0) return;
     const change: StateChange = { sandboxId: id, teamId: entry.teamId, status: st, step, at: new Date().toISOString(), seq: entry.seq };
     for (const listener of this.#stateListeners) listener(change);

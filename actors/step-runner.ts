@@ -68,16 +68,16 @@ export class StepRunner {
     const timer = setTimeout(() => ctl.abort(new SandboxdError('timeout', `${name} took longer than ${bound} ms`)), bound);
     const onLeave = () => ctl.abort(leaveSignal.reason);
     leaveSignal.addEventListener('abort', onLeave, { once: true });
-    const log = this.logFor(context.id);
     const started = performance.now();
     try {
       const output = (await this.impls[name](context, ctl.signal)) ?? {};
-      log.debug({ step: name, ms: Math.round(performance.now() - started) }, 'step done');
+      const log = this.logFor(context.id);
+      if (log.isLevelEnabled('debug')) log.debug({ step: name, ms: Math.round(performance.now() - started) }, 'step done');
       return output;
     } catch (err) {
       // A driver that gave up because of the abort reports the abort's reason, not its own wording.
       const reason = ctl.signal.aborted ? ctl.signal.reason : err;
-      log.warn({ step: name, err: reason instanceof Error ? reason.message : String(reason) }, 'step failed');
+      this.logFor(context.id).warn({ step: name, err: reason instanceof Error ? reason.message : String(reason) }, 'step failed');
       throw reason;
     } finally {
       clearTimeout(timer);

@@ -14,21 +14,19 @@ const statusOf: Record<string, SandboxStatus> = {
 /** Active leaves as dotted paths, e.g. "pausing.snapshotVm"; parallel regions joined with "+". */
 export function stepOf(value: StateValue): string {
   if (typeof value === 'string') return value;
-  const parts: string[] = [];
-  for (const [key, child] of Object.entries(value)) {
-    const sub = stepOf(child as StateValue);
-    parts.push(...sub.split('+').map((leaf) => `${key}.${leaf}`));
-  }
-  return parts.join('+');
+  const leaves: string[] = [];
+  addLeaves(value, '', leaves);
+  return leaves.join('+');
 }
 
-const steps = new WeakMap<SandboxSnapshot, string>();
-
-/** stepOf the snapshot's state, worked out once per snapshot (the registry and every view ask for it). */
-export function stepAt(snapshot: SandboxSnapshot): string {
-  let step = steps.get(snapshot);
-  if (step === undefined) steps.set(snapshot, (step = stepOf(snapshot.value)));
-  return step;
+function addLeaves(value: StateValue, prefix: string, out: string[]): void {
+  if (typeof value === 'string') {
+    out.push(prefix + value);
+    return;
+  }
+  const before = out.length;
+  for (const key in value) addLeaves(value[key] as StateValue, `${prefix}${key}.`, out);
+  if (out.length === before && prefix !== '') out.push(prefix);
 }
 
 export function status(snapshot: SandboxSnapshot): SandboxStatus {
@@ -59,7 +57,7 @@ function makeView(snapshot: SandboxSnapshot): SandboxView {
     diskSizeMB: c.diskSizeMB,
     timeoutSec: c.timeoutSec,
     status: status(snapshot),
-    step: stepAt(snapshot),
+    step: stepOf(snapshot.value),
     slot: c.res.slot,
     hostIp: c.res.network?.hostIp ?? null,
     createdAt: new Date(c.createdAt).toISOString(),
@@ -70,7 +68,7 @@ function makeView(snapshot: SandboxSnapshot): SandboxView {
 }
 
 export function record(snapshot: SandboxSnapshot, incarnation: number): SandboxRecord {
-  const v = view(snapshot);
+  const v = makeView(snapshot);
   const c = snapshot.context;
   return {
     id: v.id,
