@@ -23,6 +23,20 @@ const stepTimeoutMs: Partial<Record<StepName, number>> = {
 };
 const defaultTimeoutMs = 2 * 60_000;
 
+function timedOut(ctl: AbortController, name: StepName, bound: number): void {
+  ctl.abort(new SandboxdError('timeout', `${name} took longer than ${bound} ms`));
+}
+
+/** Aborts a step's signal when the machine leaves the step (a listener object: no closure per step). */
+class LeaveForwarder {
+  constructor(private readonly ctl: AbortController) {}
+  handleEvent(event: Event): void {
+    this.ctl.abort((event.target as AbortSignal).reason);
+  }
+}
+
+const once = { once: true } as const;
+
 /**
  * Runs the machine's steps: gives each a signal that aborts when the machine
  * leaves the step, when the step's bound runs out, or when the sandbox's
@@ -65,9 +79,9 @@ export class StepRunner {
     if (set === undefined) this.#inFlight.set(context.id, (set = new Set()));
     set.add(ctl);
     const bound = this.boundOf(name);
-    const timer = setTimeout(() => ctl.abort(new SandboxdError('timeout', `${name} took longer than ${bound} ms`)), bound);
-    const onLeave = () => ctl.abort(leaveSignal.reason);
-    leaveSignal.addEventListener('abort', onLeave, { once: true });
+    const timer = setTimeout(timedOut, bound, ctl, name, bound);
+    const onLeave = new LeaveForwarder(ctl);
+    leaveSignal.addEventListener('abort', onLeave, once);
     const started = performance.now();
     try {
       const output = (await this.impls[name](context, ctl.signal)) ?? {};
