@@ -212,7 +212,8 @@ export class SandboxRegistry {
     } else {
       this.#save(entry, snapshot);
     }
-    this.logFor(id).info({ step, status: st }, 'state');
+    // The level check first: a sandbox's child logger and the line's object cost more than the transition.
+    if (this.opts.log.isLevelEnabled('info')) this.logFor(id).info({ step, status: st }, 'state');
     if (this.#stateListeners.size === 0) return;
     const change: StateChange = { sandboxId: id, teamId: entry.teamId, status: st, step, at: new Date().toISOString(), seq: entry.seq };
     for (const listener of this.#stateListeners) listener(change);

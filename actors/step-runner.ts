@@ -31,6 +31,20 @@ export interface StepFence {
   incarnationOf(sandboxId: string): number | undefined;
 }
 
+function timedOut(ctl: AbortController, name: StepName, bound: number): void {
+  ctl.abort(new SandboxdError('timeout', `${name} took longer than ${bound} ms`));
+}
+
+/** Aborts a step's signal when the machine leaves the step (a listener object: no closure per step). */
+class LeaveForwarder {
+  constructor(private readonly ctl: AbortController) {}
+  handleEvent(event: Event): void {
+    this.ctl.abort((event.target as AbortSignal).reason);
+  }
+}
+
+const once = { once: true } as const;
+
 /**
  * Runs the machine's steps: gives each a signal that aborts when the machine
  * leaves the step, when the step's bound runs out, or when the sandbox's
@@ -75,22 +89,22 @@ export class StepRunner {
     if (set === undefined) this.#inFlight.set(context.id, (set = new Set()));
     set.add(ctl);
     const bound = this.boundOf(name);
-    const timer = setTimeout(() => ctl.abort(new SandboxdError('timeout', `${name} took longer than ${bound} ms`)), bound);
-    const onLeave = () => ctl.abort(leaveSignal.reason);
-    leaveSignal.addEventListener('abort', onLeave, { once: true });
-    const log = this.logFor(context.id);
+    const timer = setTimeout(timedOut, bound, ctl, name, bound);
+    const onLeave = new LeaveForwarder(ctl);
+    leaveSignal.addEventListener('abort', onLeave, once);
     const started = performance.now();
     try {
       const output = (await this.impls[name](context, ctl.signal)) ?? {};
       if (this.fence.incarnationOf(context.id) !== incarnation) {
         throw new SandboxdError('stale_incarnation', `${name} finished for an earlier incarnation of ${context.id}; result refused`);
       }
-      log.debug({ step: name, ms: Math.round(performance.now() - started) }, 'step done');
+      const log = this.logFor(context.id);
+      if (log.isLevelEnabled('debug')) log.debug({ step: name, ms: Math.round(performance.now() - started) }, 'step done');
       return output;
     } catch (err) {
       // A driver that gave up because of the abort reports the abort's reason, not its own wording.
       const reason = ctl.signal.aborted ? ctl.signal.reason : err;
-      log.warn({ step: name, err: reason instanceof Error ? reason.message : String(reason) }, 'step failed');
+      this.logFor(context.id).warn({ step: name, err: reason instanceof Error ? reason.message : String(reason) }, 'step failed');
       throw reason;
     } finally {
       clearTimeout(timer);

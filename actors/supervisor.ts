@@ -12,6 +12,7 @@ import type { Drivers } from '../drivers/index.ts';
 import type { SandboxContext } from '../machines/sandbox/context.ts';
 import type { SandboxEvent } from '../machines/sandbox/events.ts';
 import { sandboxMachine } from '../machines/sandbox/machine.ts';
+import { inactivityTimer } from '../machines/sandbox/setup.ts';
 import type {
   AgentInfo,
   Caller,
@@ -155,9 +156,7 @@ export class Supervisor implements SupervisorApi {
           opts.onLeaveRunning?.(context);
         },
       },
-      ...(opts.inactivityDelayMs === undefined
-        ? {}
-        : { delays: { inactivity: ({ context }: { context: SandboxContext }) => opts.inactivityDelayMs!(context.timeoutSec) } }),
+      ...(opts.inactivityDelayMs === undefined ? {} : inactivityTimer((context) => opts.inactivityDelayMs!(context.timeoutSec))),
     });
   }
 
@@ -509,7 +508,9 @@ export class Supervisor implements SupervisorApi {
   #touchRunning(entry: Entry): SandboxContext {
     const snapshot = entry.actor.getSnapshot();
     if (status(snapshot) !== 'running') throw new SandboxdError('not_running');
-    entry.actor.send({ type: 'ACTIVITY', at: Date.now() });
+    const at = Date.now();
+    // More activity in the same millisecond changes nothing the machine keeps (the timer runs from lastActiveAt).
+    if (at !== snapshot.context.lastActiveAt) entry.actor.send({ type: 'ACTIVITY', at });
     return snapshot.context;
   }
 

@@ -15,12 +15,19 @@ const statusOf: Record<string, SandboxStatus> = {
 /** Active leaves as dotted paths, e.g. "pausing.snapshotVm"; parallel regions joined with "+". */
 export function stepOf(value: StateValue): string {
   if (typeof value === 'string') return value;
-  const parts: string[] = [];
-  for (const [key, child] of Object.entries(value)) {
-    const sub = stepOf(child as StateValue);
-    parts.push(...sub.split('+').map((leaf) => `${key}.${leaf}`));
+  const leaves: string[] = [];
+  addLeaves(value, '', leaves);
+  return leaves.join('+');
+}
+
+function addLeaves(value: StateValue, prefix: string, out: string[]): void {
+  if (typeof value === 'string') {
+    out.push(prefix + value);
+    return;
   }
-  return parts.join('+');
+  const before = out.length;
+  for (const key in value) addLeaves(value[key] as StateValue, `${prefix}${key}.`, out);
+  if (out.length === before && prefix !== '') out.push(prefix);
 }
 
 export function status(snapshot: SandboxSnapshot): SandboxStatus {
@@ -33,7 +40,16 @@ export function status(snapshot: SandboxSnapshot): SandboxStatus {
   return statusOf[top] ?? (top as SandboxStatus);
 }
 
+const views = new WeakMap<SandboxSnapshot, SandboxView>();
+
+/** What callers see of a sandbox; made once per snapshot (an actor's incarnation never changes), each caller gets its own copy. */
 export function view(snapshot: SandboxSnapshot, incarnation: number): SandboxView {
+  let v = views.get(snapshot);
+  if (v === undefined) views.set(snapshot, (v = makeView(snapshot, incarnation)));
+  return { ...v };
+}
+
+function makeView(snapshot: SandboxSnapshot, incarnation: number): SandboxView {
   const c = snapshot.context;
   return {
     id: c.id,
@@ -56,7 +72,7 @@ export function view(snapshot: SandboxSnapshot, incarnation: number): SandboxVie
 }
 
 export function record(snapshot: SandboxSnapshot, incarnation: number, names: ResourceNames): SandboxRecord {
-  const v = view(snapshot, incarnation);
+  const v = makeView(snapshot, incarnation);
   const c = snapshot.context;
   return {
     id: v.id,

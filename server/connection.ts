@@ -9,6 +9,7 @@ import { methods, type CallContext, type MethodSpec } from './methods.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { RpcCodes } from './protocol.ts';
 import { errorBody, errorLabel, invalidParams, ProtocolError, replyError, replyOk, type RpcId } from './rpc.ts';
+import { fastEnvelope, fastParams } from './fast-parse.ts';
 import { ConnectionStreams, MAX_STREAMS } from './streams.ts';
 import { isMethodName, issuesOf, notImplementedMethods, requestEnvelope, schemas, type MethodName } from './schemas.ts';
 
@@ -95,13 +96,25 @@ export class Connection implements Subscriber, InspectSubscriber {
 
   onFrame(data: RawData, isBinary: boolean): void {
     if (this.closing) return;
-    this.deps.metrics.messagesIn.inc();
+    this.deps.metrics.frames.in++;
     // Every frame costs a token, garbage included, so junk cannot buy unlimited replies.
     const allowed = this.bucket.take();
     let id: RpcId = null;
     let method = '(none)';
     try {
-      const request = decode(data, isBinary, (salvaged) => (id = salvaged));
+      const msg = parseFrame(data, isBinary);
+      let request = fastEnvelope(msg);
+      if (request === null) {
+        const env = requestEnvelope.safeParse(msg);
+        if (!env.success) {
+          id = salvageId(msg);
+          throw new ProtocolError(RpcCodes.invalidRequest, 'invalid request: expected {jsonrpc:"2.0", id, method, params?}', {
+            issues: issuesOf(env.error),
+          });
+        }
+        request = env.data;
+      }
+      id = request.id;
       if (!allowed) throw new SandboxdError('rate_limited', 'too many requests on this connection; slow down');
       method = request.method;
       if (this.inFlight >= this.deps.limits.maxInFlight) {
@@ -113,9 +126,14 @@ export class Connection implements Subscriber, InspectSubscriber {
         }
         throw new ProtocolError(RpcCodes.methodNotFound, `method not found: ${method.slice(0, 64)}`);
       }
-      const parsed = schemas[method].safeParse(request.params ?? {});
-      if (!parsed.success) throw invalidParams(issuesOf(parsed.error));
-      this.start(id, method, parsed.data);
+      const raw = request.params ?? {};
+      let params = fastParams(schemas[method], raw);
+      if (params === undefined) {
+        const parsed = schemas[method].safeParse(raw);
+        if (!parsed.success) throw invalidParams(issuesOf(parsed.error));
+        params = parsed.data;
+      }
+      this.start(id, method, params);
     } catch (err) {
       const refused = allowed ? err : new SandboxdError('rate_limited', 'too many requests on this connection; slow down');
       this.sendError(id, method, refused, 0);
@@ -129,26 +147,51 @@ export class Connection implements Subscriber, InspectSubscriber {
       release = this.deps.teamOps.acquire(this.teamId ?? '(admin)');
       if (release === null) throw new SandboxdError('rate_limited', "too many lifecycle operations in flight for this team");
     }
-    this.inFlight++;
     const started = performance.now();
-    const done = () => {
+    let result: unknown;
+    try {
+      result = spec.run(this.ctx, params as never);
+    } catch (err) {
+      release?.();
+      this.sendError(id, method, err, started);
+      return;
+    }
+    // A synchronous answer (sandbox.get, sandbox.ping…) is sent at once, without a trip through the microtask queue.
+    if (!isThenable(result)) {
+      release?.();
+      this.reply(id, method, result, started);
+      return;
+    }
+    this.inFlight++;
+    void this.settle(id, method, result, started, release);
+  }
+
+  private async settle(id: RpcId, method: string, pending: PromiseLike<unknown>, started: number, release: (() => void) | null): Promise<void> {
+    let result: unknown;
+    try {
+      result = await pending;
+    } catch (err) {
       this.inFlight--;
       release?.();
-    };
-    void (async () => {
-      let reply: string;
-      try {
-        // Serialising inside the try: a result that cannot be sent is an internal error, not a crash.
-        reply = replyOk(id, await spec.run(this.ctx, params as never));
-      } catch (err) {
-        done();
-        this.sendError(id, method, err, started);
-        return;
-      }
-      done();
-      this.deps.metrics.operationSeconds.observe({ operation: method, outcome: 'ok' }, (performance.now() - started) / 1000);
-      this.send(reply, 'reply');
-    })();
+      this.sendError(id, method, err, started);
+      return;
+    }
+    this.inFlight--;
+    release?.();
+    this.reply(id, method, result, started);
+  }
+
+  private reply(id: RpcId, method: string, result: unknown, started: number): void {
+    let frame: string;
+    try {
+      // A result that cannot be serialised is an internal error, not a crash.
+      frame = replyOk(id, result);
+    } catch (err) {
+      this.sendError(id, method, err, started);
+      return;
+    }
+    this.deps.metrics.operationSeconds.observe(method, 'ok', (performance.now() - started) / 1000);
+    this.send(frame, 'reply');
   }
 
   private sendError(id: RpcId, method: string, err: unknown, started: number): void {
@@ -156,7 +199,7 @@ export class Connection implements Subscriber, InspectSubscriber {
     const label = errorLabel(body);
     this.deps.metrics.errors.inc({ code: label });
     if (started > 0) {
-      this.deps.metrics.operationSeconds.observe({ operation: method, outcome: label }, (performance.now() - started) / 1000);
+      this.deps.metrics.operationSeconds.observe(method, label, (performance.now() - started) / 1000);
     }
     this.send(replyError(id, body), 'reply');
   }
@@ -222,7 +265,7 @@ export class Connection implements Subscriber, InspectSubscriber {
   private send(frame: string | Buffer, kind: 'reply' | 'notification'): void {
     if (this.closing || this.ws.readyState !== this.ws.OPEN) return;
     this.ws.send(frame, { binary: false });
-    this.deps.metrics.messagesOut.inc({ kind });
+    this.deps.metrics.frames[kind]++;
     const buffered = this.ws.bufferedAmount;
     if (buffered <= this.deps.limits.hardCapBytes) return;
     // Twice the cap is a ceiling that bounds a burst of replies before the grace
@@ -283,8 +326,8 @@ export class Connection implements Subscriber, InspectSubscriber {
 
 const gapFrame = Buffer.from(JSON.stringify({ jsonrpc: '2.0', method: 'inspect.gap', params: {} }));
 
-/** Parses one frame into a request envelope; reports the id as soon as it is known (for the error reply). */
-function decode(data: RawData, isBinary: boolean, setId: (id: RpcId) => void): { method: string; params?: unknown } {
+/** The JSON value of one text frame. */
+function parseFrame(data: RawData, isBinary: boolean): unknown {
   if (isBinary) throw new ProtocolError(RpcCodes.invalidRequest, 'binary frames are not accepted; send JSON text');
   let msg: unknown;
   try {
@@ -293,15 +336,11 @@ function decode(data: RawData, isBinary: boolean, setId: (id: RpcId) => void): {
     throw new ProtocolError(RpcCodes.parseError, 'parse error: not valid JSON');
   }
   if (Array.isArray(msg)) throw new ProtocolError(RpcCodes.invalidRequest, 'batches are not supported; send one request per frame');
-  const env = requestEnvelope.safeParse(msg);
-  if (!env.success) {
-    setId(salvageId(msg));
-    throw new ProtocolError(RpcCodes.invalidRequest, 'invalid request: expected {jsonrpc:"2.0", id, method, params?}', {
-      issues: issuesOf(env.error),
-    });
-  }
-  setId(env.data.id);
-  return env.data;
+  return msg;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
 
 /** The id of a malformed request, when it has a usable one (JSON-RPC: else null). */

@@ -30,7 +30,7 @@ export const sandboxStatuses = [
 ] as const;
 
 const empty = z.strictObject({});
-const byId = z.strictObject({ id: sandboxId });
+export const byId = z.strictObject({ id: sandboxId });
 /** A lifecycle command may name the incarnation it means (README, "Durable state"). */
 const incarnation = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 const fenced = z.strictObject({ id: sandboxId, incarnation: incarnation.optional() });

@@ -2,7 +2,8 @@ import type { StateConfig } from './build.ts';
 
 /**
  * Running: two regions. `inactivity` auto-pauses after timeoutSec without
- * activity (never while the memory loader runs); `memoryLoader` watches the
+ * activity (never while the memory loader runs); activity does not reset the
+ * timer, the timer checks when it fires whether activity moved the deadline; `memoryLoader` watches the
  * background loader started after a lazy restore.
  */
 export const running: StateConfig = {
@@ -28,14 +29,24 @@ export const running: StateConfig = {
       states: {
         decide: { always: [{ guard: 'hasTimeout', target: 'armed' }, { target: 'off' }] },
         armed: {
-          description: 'Activity re-arms the timer',
+          description: 'The timer runs for the whole limit; activity only records its time',
           after: {
             inactivity: [
               { guard: 'memoryLoaderRunning', target: 'armed', reenter: true },
+              { guard: 'activeSinceArmed', target: 'extended' },
               { target: '#sandbox.pausing', actions: 'beginAutoPause' },
             ],
           },
-          on: { ACTIVITY: { target: 'armed', reenter: true, actions: 'touch' } },
+        },
+        extended: {
+          description: 'Activity came while armed: the timer runs for what is left of the limit after the last activity',
+          after: {
+            inactivityLeft: [
+              { guard: 'memoryLoaderRunning', target: 'armed' },
+              { guard: 'activeSinceArmed', target: 'extended', reenter: true },
+              { target: '#sandbox.pausing', actions: 'beginAutoPause' },
+            ],
+          },
         },
         off: { description: 'timeoutSec 0: no inactivity limit' },
       },

@@ -62,6 +62,31 @@ function opFor(event: SandboxEvent): Op | null {
   }
 }
 
+/** The inactivity limit of a sandbox in ms: timeoutSec, unless the runtime provides another (tests shorten it). */
+export type InactivityLimit = (context: SandboxContext) => number;
+
+/**
+ * The inactivity timer's delays and guard, all from one limit. Entering
+ * `armed` sets the timer for the whole limit; activity only records its time
+ * (lastActiveAt, wall clock); a timer that fires after activity re-arms for
+ * what is left of the limit counted from the last activity.
+ */
+export function inactivityTimer(limitMs: InactivityLimit) {
+  const leftMs = (context: SandboxContext) => limitMs(context) - (Date.now() - context.lastActiveAt);
+  return {
+    delays: {
+      inactivity: ({ context }: { context: SandboxContext }) => limitMs(context),
+      inactivityLeft: ({ context }: { context: SandboxContext }) => Math.min(limitMs(context), Math.max(0, leftMs(context))),
+    },
+    guards: {
+      /** When the timer fires: the last activity came after it was set. */
+      activeSinceArmed: ({ context }: { context: SandboxContext }) => leftMs(context) > 0,
+    },
+  };
+}
+
+const timer = inactivityTimer((context) => context.timeoutSec * 1000);
+
 export const sandboxSetup = setup({
   types: {
     context: {} as SandboxContext,
@@ -160,10 +185,9 @@ export const sandboxSetup = setup({
     /** An undo step runs while its resource is held and it has not already failed in this pass. */
     needsRelease: ({ context }, params: { step: ReleaseStep }) =>
       releases[params.step](context.res) && !context.releaseFailures.some((f) => f.step === params.step),
+    ...timer.guards,
   },
-  delays: {
-    inactivity: ({ context }) => context.timeoutSec * 1000,
-  },
+  delays: timer.delays,
 });
 
 export type SandboxLogic = ActorLogicFrom<ReturnType<typeof sandboxSetup.createMachine>>;
