@@ -177,9 +177,12 @@ export async function reconcileAll(d: ReconcileDeps, signal: AbortSignal): Promi
     if (!exited && vm.handle !== null) d.reg.watchVm(rec.id);
     entry.actor.send({ type: 'RECOVER' });
     await d.reg.settled(entry);
+    signal.throwIfAborted();
     outcomes.push({ sandboxId: rec.id, from: rec.step, via: recovery.to, to: status(entry.actor.getSnapshot()), reason: recovery.reason });
   });
+  signal.throwIfAborted();
   const { recovered, unreadable } = await d.recoverPaused(signal);
+  signal.throwIfAborted();
   const orphans = await d.drivers.sweeper.sweep(holdings(d.reg), { signal });
   return { outcomes, pausedFromDisk: recovered, unreadable, orphans, ms: Math.round(performance.now() - started) };
 }

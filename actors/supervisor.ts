@@ -106,6 +106,8 @@ export class Supervisor implements SupervisorApi {
   #draining = false;
   #starting: boolean;
   #reconciled: AgentInfo['reconciled'] = null;
+  /** Aborted by halt(): a reconciliation under way must not sweep on behalf of a stopped agent. */
+  readonly #halted = new AbortController();
 
   constructor(opts: SupervisorOptions) {
     this.#opts = opts;
@@ -395,6 +397,7 @@ export class Supervisor implements SupervisorApi {
    */
   halt(): void {
     this.#draining = true;
+    this.#halted.abort(new SandboxdError('cancelled', 'the agent stopped'));
     for (const [, entry] of this.#reg.entries()) entry.actor.stop();
   }
 
@@ -424,7 +427,7 @@ export class Supervisor implements SupervisorApi {
         log: this.#log,
         recoverPaused: (s) => this.recoverPaused(s),
       },
-      signal,
+      AbortSignal.any([signal, this.#halted.signal]),
     );
     this.#starting = false;
     const swept = Object.fromEntries(Object.entries(report.orphans).map(([kind, names]) => [kind, names.length]));

@@ -70,13 +70,15 @@ const operations: Operation[] = [
 /** A step never settles once the agent is dead, as if the process had gone. */
 const never = (signal: AbortSignal) => new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
 
+type Boundary = 'before' | 'after';
+
 /**
  * A fake-driver agent that can die at one step boundary: from then on no step
- * runs or reports, and nothing more reaches the store.
+ * runs or reports, and nothing more reaches the store. `arm` names the
+ * boundary by the steps seen since it was called.
  */
-function mortalAgent(store: MemoryStore, fakes: ReturnType<typeof createFakeDrivers>) {
-  let armed: { step: StepName; nth: number; when: 'before' | 'after' } | null = null;
-  let seen = 0;
+function mortalAgent(store: MemoryStore, fakes: ReturnType<typeof createFakeDrivers>, opts: { reconciling?: boolean } = {}) {
+  let dieAt: ((name: StepName, seen: readonly StepName[], when: Boundary) => boolean) | null = null;
   let dead = false;
   let onDeath = () => {};
   const died = new Promise<void>((resolve) => (onDeath = resolve));
@@ -85,15 +87,13 @@ function mortalAgent(store: MemoryStore, fakes: ReturnType<typeof createFakeDriv
     dead = true;
     onDeath();
   };
-  const hits = (name: StepName, when: 'before' | 'after') =>
-    armed !== null && armed.step === name && armed.when === when && seen === armed.nth;
   const wrapStep = (name: StepName, impl: StepImpl): StepImpl => async (context, signal) => {
     if (dead) return never(signal);
     steps.push(name);
-    if (armed?.step === name) seen++;
-    if (hits(name, 'before')) return (die(), never(signal));
+    const seen = [...steps];
+    if (dieAt?.(name, seen, 'before')) return (die(), never(signal));
     const out = await impl(context, signal);
-    if (dead || hits(name, 'after')) return (die(), never(signal));
+    if (dead || dieAt?.(name, seen, 'after')) return (die(), never(signal));
     return out;
   };
   const mortalStore: SandboxStore = {
@@ -102,17 +102,24 @@ function mortalAgent(store: MemoryStore, fakes: ReturnType<typeof createFakeDriv
     loadAll: () => store.loadAll(),
     nextEpoch: () => store.nextEpoch(),
   };
-  const sup = new Supervisor({ drivers: { ...fakes.drivers, store: mortalStore }, slots: 64, wrapStep });
+  const sup = new Supervisor({ drivers: { ...fakes.drivers, store: mortalStore }, slots: 64, wrapStep, gateUntilReconciled: opts.reconciling ?? false });
   return {
     sup,
     steps,
     died,
-    arm(step: StepName, nth: number, when: 'before' | 'after') {
-      armed = { step, nth, when };
+    get dead() {
+      return dead;
+    },
+    arm(at: (name: StepName, seen: readonly StepName[], when: Boundary) => boolean) {
+      dieAt = at;
       steps.length = 0;
     },
   };
 }
+
+/** Dies at the `nth` run of `step`, on `when`. */
+const atStep = (step: StepName, nth: number, when: Boundary) => (name: StepName, seen: readonly StepName[], w: Boundary) =>
+  name === step && w === when && seen.filter((s) => s === step).length === nth;
 
 /** The steps an operation runs, in order, from a run that does not die. */
 async function stepsOf(op: Operation): Promise<StepName[]> {
@@ -127,44 +134,76 @@ async function stepsOf(op: Operation): Promise<StepName[]> {
 }
 
 let points = 0;
-after(() => console.log(`crash points (fakes, in process): ${points} ran, before and after every step of ${operations.length} operations`));
+let twice = 0;
+after(() => {
+  console.log(`crash points (fakes, in process): ${points} ran, before and after every step of ${operations.length} operations`);
+  console.log(`crashed again during the reconciliation of each: ${twice} second crash points (before and after every step the recovery ran)`);
+});
+
+/**
+ * Kills an agent at `first`; optionally kills the agent that reconciles after
+ * it at the `second` boundary of its recovery steps; then a last agent
+ * reconciles and the documented outcome must hold. Returns false when the
+ * recovery ran fewer steps than `second` asks for (so nothing was killed).
+ */
+async function crashThenRecover(op: Operation, first: Parameters<typeof atStep>, second?: { index: number; when: Boundary }): Promise<boolean> {
+  const fakes = createFakeDrivers();
+  const store = new MemoryStore();
+  const agent = mortalAgent(store, fakes);
+  await op.setup(agent.sup);
+  agent.arm(atStep(...first));
+  void op.run(agent.sup).catch(() => {});
+  await agent.died;
+  agent.sup.halt();
+
+  if (second !== undefined) {
+    const recovering = mortalAgent(store, fakes, { reconciling: true });
+    recovering.arm((_, seen, when) => seen.length === second.index && when === second.when);
+    // Once halted, its reconciliation is cancelled: it must not go on sweeping for a dead agent.
+    const reconciled = recovering.sup.reconcile(AbortSignal.timeout(10_000)).then(() => 'reconciled' as const, () => 'cancelled' as const);
+    const outcome = await Promise.race([recovering.died.then(() => 'died' as const), reconciled]);
+    recovering.sup.halt();
+    if (outcome !== 'died') return false;
+  }
+
+  const sup = new Supervisor({ drivers: { ...fakes.drivers, store }, slots: 64, gateUntilReconciled: true });
+  const h: Harness = { ...fakes, store, sup };
+  const report = await sup.reconcile(AbortSignal.timeout(10_000));
+  const [step, , when] = first;
+  const want = op.expect(step, when === 'after');
+  const snapshot = sup.snapshotOf(ID);
+  assert.equal(snapshot === undefined ? 'gone' : status(snapshot), want, `outcome ${JSON.stringify(report.outcomes)}`);
+  assertLedgerMatches(h, 'after reconciliation');
+  assertHoldsForStatus(h, ID);
+  assert.deepEqual(store.loadAll().map((r) => r.id), want === 'gone' ? [] : [ID], 'the store holds the survivors only');
+  if (want === 'paused') await sup.resume(TEAM, ID);
+  if (want !== 'gone') {
+    // Written by the setup; a create has no data of its own yet.
+    const kept = op.setup === running || op.setup === paused ? 'yes' : '';
+    assert.equal((await kv(sup, 'get', 'kept')).stdout, kept, 'the guest kept its data');
+    await sup.destroy(TEAM, ID);
+  }
+  assert.ok(fakes.host.ledger.isEmpty(), `nothing left after destroy: ${JSON.stringify(fakes.host.ledger.snapshot())}`);
+  assert.deepEqual(store.loadAll(), []);
+  return true;
+}
 
 for (const op of operations) {
-  test(`agent killed at each step of ${op.name}: the restarted agent reconciles as documented`, async (t) => {
+  test(`agent killed at each step of ${op.name}, and again during its recovery: the last agent reconciles as documented`, async (t) => {
     const sequence = await stepsOf(op);
     assert.ok(sequence.length > 0, 'the operation runs steps');
     for (const [i, step] of sequence.entries()) {
       const nth = sequence.slice(0, i + 1).filter((s) => s === step).length;
       for (const when of ['before', 'after'] as const) {
         await t.test(`${step}#${nth} ${when}`, async () => {
-          const fakes = createFakeDrivers();
-          const store = new MemoryStore();
-          const agent = mortalAgent(store, fakes);
-          await op.setup(agent.sup);
-          agent.arm(step, nth, when);
-          void op.run(agent.sup).catch(() => {});
-          await agent.died;
-          agent.sup.halt();
-
-          const sup = new Supervisor({ drivers: { ...fakes.drivers, store }, slots: 64, gateUntilReconciled: true });
-          const h: Harness = { ...fakes, store, sup };
-          const report = await sup.reconcile(AbortSignal.timeout(10_000));
-          const want = op.expect(step, when === 'after');
-          const snapshot = sup.snapshotOf(ID);
-          assert.equal(snapshot === undefined ? 'gone' : status(snapshot), want, `outcome ${JSON.stringify(report.outcomes)}`);
-          assertLedgerMatches(h, 'after reconciliation');
-          assertHoldsForStatus(h, ID);
-          assert.deepEqual(store.loadAll().map((r) => r.id), want === 'gone' ? [] : [ID], 'the store holds the survivors only');
-          if (want === 'paused') await sup.resume(TEAM, ID);
-          if (want !== 'gone') {
-            // Written by the setup; a create has no data of its own yet.
-            const kept = op.setup === running || op.setup === paused ? 'yes' : '';
-            assert.equal((await kv(sup, 'get', 'kept')).stdout, kept, 'the guest kept its data');
-          }
-          if (want !== 'gone') await sup.destroy(TEAM, ID);
-          assert.ok(fakes.host.ledger.isEmpty(), `nothing left after destroy: ${JSON.stringify(fakes.host.ledger.snapshot())}`);
-          assert.deepEqual(store.loadAll(), []);
+          assert.ok(await crashThenRecover(op, [step, nth, when]));
           points++;
+          // The same crash, then the recovering agent killed at each boundary of what it runs.
+          for (let index = 1; ; index++) {
+            const killed = await Promise.all((['before', 'after'] as const).map((w) => crashThenRecover(op, [step, nth, when], { index, when: w })));
+            twice += killed.filter(Boolean).length;
+            if (!killed.includes(true)) break;
+          }
         });
       }
     }
