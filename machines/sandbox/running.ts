@@ -3,8 +3,8 @@ import type { StateConfig } from './build.ts';
 /**
  * Running: two regions. `inactivity` auto-pauses after timeoutSec without
  * activity (never while the memory loader runs); activity does not reset the
- * timer, the timer checks when it fires whether activity moved the deadline; `memoryLoader` watches the
- * background loader started after a lazy restore.
+ * timer, which checks when it fires whether activity moved the deadline.
+ * `memoryLoader` watches the background loader started after a lazy restore.
  */
 export const running: StateConfig = {
   description: 'The VM runs; guest calls are served',
@@ -33,7 +33,7 @@ export const running: StateConfig = {
           after: {
             inactivity: [
               { guard: 'memoryLoaderRunning', target: 'armed', reenter: true },
-              { guard: 'activeSinceArmed', target: 'extended' },
+              { guard: 'activeWithinLimit', target: 'extended' },
               { target: '#sandbox.pausing', actions: 'beginAutoPause' },
             ],
           },
@@ -43,7 +43,7 @@ export const running: StateConfig = {
           after: {
             inactivityLeft: [
               { guard: 'memoryLoaderRunning', target: 'armed' },
-              { guard: 'activeSinceArmed', target: 'extended', reenter: true },
+              { guard: 'activeWithinLimit', target: 'extended', reenter: true },
               { target: '#sandbox.pausing', actions: 'beginAutoPause' },
             ],
           },

@@ -79,8 +79,8 @@ export function inactivityTimer(limitMs: InactivityLimit) {
       inactivityLeft: ({ context }: { context: SandboxContext }) => Math.min(limitMs(context), Math.max(0, leftMs(context))),
     },
     guards: {
-      /** When the timer fires: the last activity came after it was set. */
-      activeSinceArmed: ({ context }: { context: SandboxContext }) => leftMs(context) > 0,
+      /** When the timer fires: the last activity is less than the limit ago (it came after the timer was set). */
+      activeWithinLimit: ({ context }: { context: SandboxContext }) => leftMs(context) > 0,
     },
   };
 }
