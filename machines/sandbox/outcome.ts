@@ -5,7 +5,9 @@ import type { SandboxContext, StepOutput } from './context.ts';
 export function applyOutput(context: SandboxContext, output: StepOutput | undefined): Partial<SandboxContext> {
   if (output === undefined) return {};
   const { res, ...facts } = output;
-  return res === undefined ? facts : { ...facts, res: { ...context.res, ...res } };
+  if (res === undefined) return facts;
+  // A VM handed over or released settles whether the old one exited on its own: a new one has not.
+  return 'vm' in res ? { ...facts, res: { ...context.res, ...res }, vmExited: false } : { ...facts, res: { ...context.res, ...res } };
 }
 
 const kept: ReadonlySet<ErrorCode> = new Set(['already_exists', 'not_found', 'cancelled', 'timeout', 'invalid_argument']);

@@ -181,7 +181,14 @@ async function crashThenRecover(op: Operation, first: Parameters<typeof atStep>,
     // Written by the setup; a create has no data of its own yet.
     const kept = op.setup === running || op.setup === paused ? 'yes' : '';
     assert.equal((await kv(sup, 'get', 'kept')).stdout, kept, 'the guest kept its data');
-    await sup.destroy(TEAM, ID);
+    // One more restart, now Running: the VM is adopted, not swept as an orphan.
+    sup.halt();
+    const again = new Supervisor({ drivers: { ...fakes.drivers, store }, slots: 64, gateUntilReconciled: true });
+    const next = await again.reconcile(AbortSignal.timeout(10_000));
+    assert.deepEqual(next.orphans.vmm, [], 'a running sandbox keeps its VMM across a restart');
+    assertLedgerMatches({ ...h, sup: again }, 'after a second restart');
+    assert.equal((await kv(again, 'get', 'kept')).stdout, kept);
+    await again.destroy(TEAM, ID);
   }
   assert.ok(fakes.host.ledger.isEmpty(), `nothing left after destroy: ${JSON.stringify(fakes.host.ledger.snapshot())}`);
   assert.deepEqual(store.loadAll(), []);
