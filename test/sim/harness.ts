@@ -13,9 +13,12 @@ export const CHSIM = resolve(fileURLToPath(import.meta.url), '../../../drivers/v
 
 export function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'sandboxd-test-chsim-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  t.after(() => removeDir(dir));
   return dir;
 }
+
+/** Retries what a process still exiting may write meanwhile (ENOTEMPTY), rather than throw before the next cleanup. */
+const removeDir = (dir: string) => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 
 export async function waitFor(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -55,7 +58,8 @@ export interface SpawnOpts {
 
 /** Boots a VM from a payload unless `args` is given. The process is killed after the test. */
 export async function spawnSim(t: TestContext, opts: SpawnOpts = {}): Promise<Sim> {
-  const dir = opts.dir ?? tempDir(t);
+  // Its own dir goes only once the process has exited (below): removed first, it could still be written to.
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'sandboxd-test-chsim-'));
   const socket = join(dir, 'api.sock');
   const violations = join(dir, 'violations.jsonl');
   const args = opts.args ?? [
@@ -82,6 +86,7 @@ export async function spawnSim(t: TestContext, opts: SpawnOpts = {}): Promise<Si
     const timer = setTimeout(() => proc.kill('SIGKILL'), 3000);
     await proc;
     clearTimeout(timer);
+    if (opts.dir === undefined) removeDir(dir);
   });
   // the socket file appears at bind(), a moment before listen(): wait until a ping answers
   if (!opts.noWait) {
