@@ -5,10 +5,10 @@
 // machine changes the matrix without anyone editing this list.
 import { initialTransition, transition, type AnyEventObject } from 'xstate';
 import type { SandboxSnapshot } from '../../actors/view.ts';
-import type { StepOutput } from '../../machines/sandbox/context.ts';
 import type { SandboxEvent } from '../../machines/sandbox/events.ts';
 import { sandboxMachine } from '../../machines/sandbox/machine.ts';
-import { allSteps, type StepName } from '../../machines/sandbox/steps.ts';
+import type { StepName } from '../../machines/sandbox/steps.ts';
+import { cannedOutput, stepOfInvoke } from '../machine/paths.ts';
 
 /** The operations of the matrix; `destroy*` run the release chain. */
 export type OpName =
@@ -42,84 +42,6 @@ export const pointName = (p: CrashPoint) => `${p.op} ${p.step}${p.nth > 1 ? `:${
 export const crashArg = (id: string, p: CrashPoint) => `${id}:${p.kind}:${p.step}#${p.nth}:${p.when}`;
 
 const ID = 'sb-points';
-const disk = { name: `sbxt-${ID}`, devicePath: `/dev/mapper/sbxt-${ID}`, cowPath: `/d/sandboxes/${ID}/rootfs.cow` };
-const network = { slot: 0, namespace: 'ns', tapName: 'tap0', guestMac: 'm', guestIp: 'g', hostIp: 'h' };
-const meta = {
-  version: 1 as const,
-  kind: 'pause' as const,
-  teamId: 'acme',
-  templateId: 'base',
-  vcpus: 1,
-  memoryMB: 128,
-  timeoutSec: 0,
-  baseTemplatePath: '/b',
-  sandboxDir: '/v',
-  createdAt: '',
-};
-
-/** The success output of each step, as far as the machine's guards read it. */
-function output(step: StepName, s: SandboxSnapshot, templateKind: 'base' | 'snapshot'): StepOutput {
-  const r = s.context.res;
-  switch (step) {
-    case 'resolveTemplate':
-      return { template: { kind: templateKind, dir: '/t', rootfsPath: '/t/rootfs.ext4', meta: null }, res: { originPath: '/t/rootfs.ext4' } };
-    case 'acquireLoop':
-      return { res: { loopDevice: '/dev/loop0' } };
-    case 'readOriginSize':
-      return { res: { originSizeBytes: 1 } };
-    case 'makeSandboxDir':
-      return { res: { sandboxDir: true } };
-    case 'createDisk':
-      return { res: { disk, cowPath: disk.cowPath } };
-    case 'attachDisk':
-      return { res: { disk } };
-    case 'allocateSlot':
-      return { res: { slot: 0 } };
-    case 'createNetwork':
-      return { res: { network } };
-    case 'bootVm':
-      return { res: { vm: { sandboxId: ID, pid: 1, apiSocket: 's', envdUrl: 'u', lazyMemory: false } } };
-    case 'restoreVm':
-      // The simulator restores lazily: its memory loader runs after the resume.
-      return { res: { vm: { sandboxId: ID, pid: 1, apiSocket: 's', envdUrl: 'u', lazyMemory: true } } };
-    case 'startMemoryLoader':
-      return { memoryLoader: r.vm?.lazyMemory ? 'running' : 'none' };
-    case 'waitMemoryLoader':
-      return s.context.memoryLoader === 'running' ? { memoryLoader: 'done' } : {};
-    case 'makeStaging':
-      return { res: { stagingDir: `/d/sandboxes/${ID}.staging-1` } };
-    case 'stageCow':
-      return { res: { cowPath: `${r.stagingDir}/rootfs.cow` } };
-    case 'swapIn':
-      return { res: { stagingDir: null, cowPath: disk.cowPath } };
-    case 'readPauseMeta':
-      return { pauseMeta: meta, res: { originPath: '/t/rootfs.ext4' } };
-    case 'promoteTemplate':
-      return { res: { stagingDir: null } };
-    case 'removeStaging':
-      return { res: r.cowPath?.startsWith(`${r.stagingDir}/`) ? { stagingDir: null, cowPath: null } : { stagingDir: null } };
-    case 'stopVm':
-      return { res: { vm: null } };
-    case 'removeNetwork':
-      return { res: { network: null } };
-    case 'releaseSlot':
-      return { res: { slot: null } };
-    case 'removeDisk':
-      return { res: { disk: null } };
-    case 'discardCow':
-      return { res: { cowPath: null } };
-    case 'releaseLoop':
-      return { res: { loopDevice: null } };
-    case 'removeSandboxDir':
-      return { res: { sandboxDir: false, cowPath: null } };
-    default:
-      return {};
-  }
-}
-
-const stepSet = new Set<string>(allSteps);
-const stepOf = (invokeId: string): StepName | undefined =>
-  invokeId === 'watchMemoryLoader' ? 'waitMemoryLoader' : stepSet.has(invokeId) ? (invokeId as StepName) : undefined;
 const topOf = (s: SandboxSnapshot) => (typeof s.value === 'string' ? s.value : Object.keys(s.value)[0]!);
 
 function leafPath(value: unknown, prefix = ''): string[] {
@@ -148,12 +70,12 @@ function settle(start: SandboxSnapshot, templateKind: 'base' | 'snapshot', out: 
   let s = start;
   for (let guard = 0; guard < 200; guard++) {
     if (s.status === 'done') return s;
-    const invoked = Object.keys(s.children).map((id) => [id, stepOf(id)] as const).filter(([, step]) => step !== undefined);
+    const invoked = Object.keys(s.children).map((id) => [id, stepOfInvoke(id)] as const).filter(([, step]) => step !== undefined);
     if (invoked.length === 0) return s;
     const [id, step] = invoked[0]!;
     const state = leafPath(s.value).find((p) => p.split('.').includes(id === 'watchMemoryLoader' ? 'loading' : id)) ?? leafPath(s.value).join('+');
     out.push({ step: step!, kind: kindOf(s), state });
-    const event = { type: `xstate.done.actor.${id}`, output: output(step!, s, templateKind), actorId: id } as AnyEventObject;
+    const event = { type: `xstate.done.actor.${id}`, output: cannedOutput(step!, s, templateKind), actorId: id } as AnyEventObject;
     [s] = transition(sandboxMachine, s, event as never) as unknown as [SandboxSnapshot];
   }
   throw new Error(`the walk of the machine did not settle (at ${JSON.stringify(s.value)})`);

@@ -26,7 +26,7 @@ const meta = {
 };
 
 /** What each step reports on success, close enough to the real one for every guard the machine has. */
-function cannedOutput(step: StepName, s: SandboxSnapshot, templateKind: 'base' | 'snapshot'): StepOutput {
+export function cannedOutput(step: StepName, s: SandboxSnapshot, templateKind: 'base' | 'snapshot'): StepOutput {
   const staging = s.context.res.stagingDir;
   switch (step) {
     case 'resolveTemplate':
