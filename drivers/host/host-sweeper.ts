@@ -1,6 +1,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSandboxId } from '../../core/ids.ts';
+import { sleep } from '../../core/sleep.ts';
 import type { Logger } from '../../core/log.ts';
 import type { CallOpts } from '../call.ts';
 import type { FsSnapshotFiles } from '../files/fs-files.ts';
@@ -9,6 +10,7 @@ import { SNAPSHOT_META_FILE } from '../files/meta.ts';
 import { removeOrphans } from '../network/inventory.ts';
 import type { DmDiskDriver } from '../storage/dm-disk.ts';
 import { canonical, type LosetupLoopDriver } from '../storage/losetup-loop.ts';
+import { readCmdline } from '../vmm/proc-stat.ts';
 import type { VmmDriver } from '../vmm/vmm.ts';
 import type { Holdings, HostSweeper, Swept } from './sweeper.ts';
 
@@ -48,6 +50,12 @@ export class RealHostSweeper implements HostSweeper {
       if (keep.vms.has(id)) continue;
       await this.o.vmm.destroy(id, opts);
       removed('vmm', id);
+    }
+    // A VMM the agent died spawning may have no pidfile yet: found by the socket its command line names.
+    for (const { id, pid } of await this.#unrecordedVmms()) {
+      if (keep.vms.has(id)) continue;
+      await stopPid(pid, opts.signal);
+      removed('vmm', `${id} (pid ${pid}, no pidfile)`);
     }
     for (const id of await this.#idsIn(this.o.vmDir, /^(.+)$/)) {
       const dir = join(this.o.vmDir, id);
@@ -98,6 +106,20 @@ export class RealHostSweeper implements HostSweeper {
     return out;
   }
 
+  /** VMM processes whose API socket lies in the run dir, by sandbox id. */
+  async #unrecordedVmms(): Promise<Array<{ id: string; pid: number }>> {
+    const out: Array<{ id: string; pid: number }> = [];
+    const prefix = `path=${this.o.runDir}/`;
+    for (const name of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(name)) continue;
+      const argv = await readCmdline(Number(name));
+      const arg = argv?.find((a) => a.startsWith(prefix) || a.startsWith(`--api-socket=${prefix}`));
+      const id = arg === undefined ? undefined : /\/([^/]+)\.sock$/.exec(arg)?.[1];
+      if (id !== undefined && isSandboxId(id)) out.push({ id, pid: Number(name) });
+    }
+    return out;
+  }
+
   async #idsIn(dir: string, pattern: RegExp): Promise<string[]> {
     const ids = new Set<string>();
     for (const name of await readdir(dir).catch(() => [] as string[])) {
@@ -106,4 +128,27 @@ export class RealHostSweeper implements HostSweeper {
     }
     return [...ids].sort();
   }
+}
+
+/** SIGTERM (the simulator takes its guest processes down with it), SIGKILL after 3 s, then wait for the pid to go. */
+async function stopPid(pid: number, signal: AbortSignal): Promise<void> {
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const waitGone = async (ms: number) => {
+    for (const deadline = Date.now() + ms; alive() && Date.now() < deadline; ) await sleep(50, signal);
+  };
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  await waitGone(3_000);
+  if (alive()) process.kill(pid, 'SIGKILL');
+  await waitGone(10_000);
 }
