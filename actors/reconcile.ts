@@ -11,7 +11,7 @@ import type { SandboxStatus } from './api.ts';
 import type { LoopRegistry } from './loop-registry.ts';
 import type { SandboxRegistry } from './sandbox-registry.ts';
 import type { SlotAllocator } from './slots.ts';
-import { diskName } from './steps.ts';
+import { deviceNameOf } from './steps.ts';
 import { status, type SandboxSnapshot } from './view.ts';
 
 /**
@@ -194,11 +194,11 @@ export async function reconcileAll(d: ReconcileDeps, signal: AbortSignal): Promi
  * already gone, so presuming costs nothing when the step had not acted.
  * What no undo depends on (a dir, a network, a staging dir) is left to the sweep.
  */
-export function presumeInterrupted(step: string, res: Resources, id: string, drivers: Drivers): Resources {
+function presumeInterrupted(step: string, res: Resources, id: string, drivers: Drivers): Resources {
   const leaf = (name: string) => step.split('+').some((l) => l.endsWith(`.${name}`));
   if ((leaf('createDisk') || leaf('attachDisk')) && res.disk === null) {
     const cowPath = res.cowPath ?? drivers.files.cowPath(id);
-    const name = drivers.disk.deviceName?.(id) ?? diskName(id);
+    const name = deviceNameOf(drivers.disk, id);
     // Removal goes by name; the path is the driver's business once it exists.
     return { ...res, disk: { name, devicePath: '', cowPath }, cowPath };
   }
@@ -230,7 +230,7 @@ async function findVm(
 }
 
 /** What the live sandboxes hold, for the sweep. */
-export function holdings(reg: SandboxRegistry): Holdings {
+function holdings(reg: SandboxRegistry): Holdings {
   const h = {
     sandboxes: new Set<string>(),
     sandboxDirs: new Set<string>(),

@@ -30,6 +30,9 @@ const MiB = 1024 * 1024;
 /** Device names carry a fixed prefix (the disk driver's own, when it names one); the validated sandbox id makes them unique. */
 export const diskName = (sandboxId: string) => `sbxd-${sandboxId}`;
 
+/** The sandbox's disk device name as the disk driver makes it. */
+export const deviceNameOf = (disk: Drivers['disk'], sandboxId: string) => disk.deviceName?.(sandboxId) ?? diskName(sandboxId);
+
 function need<T>(value: T | null | undefined, what: string): T {
   if (value === null || value === undefined) throw new SandboxdError('internal', `step needs ${what}, which is not held`);
   return value;
@@ -73,7 +76,7 @@ function snapshotMeta(c: SandboxContext, kind: SnapshotMeta['kind'], now: Date):
 /** Every step of the sandbox machine, in terms of driver calls. */
 export function stepImplementations(deps: StepDeps): Record<StepName, StepImpl> {
   const { drivers: d, loops, slots } = deps;
-  const deviceName = (id: string) => d.disk.deviceName?.(id) ?? diskName(id);
+  const deviceName = (id: string) => deviceNameOf(d.disk, id);
   const diskRequest = (c: SandboxContext): DiskRequest => ({
     name: deviceName(c.id),
     originDevice: need(c.res.loopDevice, 'the origin loop'),

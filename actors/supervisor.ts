@@ -33,7 +33,7 @@ import { LoopRegistry } from './loop-registry.ts';
 import { normalizeCreate, normalizeTimeout } from './params.ts';
 import { SlotAllocator } from './slots.ts';
 import { StepRunner } from './step-runner.ts';
-import { diskName, stepImplementations, type StepImpl } from './steps.ts';
+import { deviceNameOf, stepImplementations, type StepImpl } from './steps.ts';
 import type { StepName } from '../machines/sandbox/steps.ts';
 import { isMetricRange, RANGES } from './metrics/rings.ts';
 import type { FlushedMetrics, MetricPoint } from './metrics/sampler.ts';
@@ -119,7 +119,7 @@ export class Supervisor implements SupervisorApi {
     this.#reg = new SandboxRegistry({
       store: opts.drivers.store,
       names: {
-        disk: (id) => opts.drivers.disk.deviceName?.(id) ?? diskName(id),
+        disk: (id) => deviceNameOf(opts.drivers.disk, id),
         cow: (id) => opts.drivers.files.cowPath(id),
       },
       vmm: opts.drivers.vmm,
