@@ -8,8 +8,6 @@ export interface ResourceNames {
   cow(sandboxId: string): string;
 }
 
-type Key = Omit<LedgerRow, 'state'>;
-
 /**
  * The sandbox's rows of the resource ledger, derived from its context and the
  * step it is in: what it holds is `present`; what the step in flight may be
@@ -19,53 +17,83 @@ type Key = Omit<LedgerRow, 'state'>;
  */
 export function ledgerRows(c: SandboxContext, step: string, names: ResourceNames): LedgerRow[] {
   const r = c.res;
-  const rows = new Map<string, LedgerRow>();
-  const put = (key: Key | null, state: LedgerRow['state']) => {
-    if (key !== null) rows.set(`${key.kind}\0${key.name}`, { ...key, state });
-  };
-  const held = {
-    vmm: r.vm === null ? null : { kind: 'vmm', name: c.id },
-    disk: r.disk === null ? null : { kind: 'disk', name: r.disk.name },
-    cow: r.cowPath === null ? null : { kind: 'cow', name: r.cowPath },
-    loop: r.loopDevice === null || r.originPath === null ? null : loopRef(c.id, r.originPath),
-    network: r.network === null ? null : { kind: 'network', name: `slot-${r.network.slot}` },
-    slot: r.slot === null ? null : { kind: 'slot', name: String(r.slot) },
-    dir: r.sandboxDir ? { kind: 'sandbox_dir', name: c.id } : null,
-    staging: r.stagingDir === null ? null : { kind: 'staging', name: r.stagingDir },
-  };
-  for (const key of Object.values(held)) put(key, 'present');
+  const rows: LedgerRow[] = [];
+  if (r.vm !== null) rows.push({ kind: 'vmm', name: c.id, state: 'present' });
+  if (r.disk !== null) rows.push({ kind: 'disk', name: r.disk.name, state: 'present' });
+  if (r.cowPath !== null) rows.push({ kind: 'cow', name: r.cowPath, state: 'present' });
+  if (r.loopDevice !== null && r.originPath !== null) rows.push({ ...loopRef(c.id, r.originPath), state: 'present' });
+  if (r.network !== null) rows.push({ kind: 'network', name: `slot-${r.network.slot}`, state: 'present' });
+  if (r.slot !== null) rows.push({ kind: 'slot', name: String(r.slot), state: 'present' });
+  if (r.sandboxDir) rows.push({ kind: 'sandbox_dir', name: c.id, state: 'present' });
+  if (r.stagingDir !== null) rows.push({ kind: 'staging', name: r.stagingDir, state: 'present' });
 
-  const releases: Partial<Record<StepName, Key | null>> = {
-    stopVm: held.vmm,
-    removeNetwork: held.network,
-    releaseSlot: held.slot,
-    removeDisk: held.disk,
-    discardCow: held.cow,
-    releaseLoop: held.loop,
-    removeSandboxDir: held.dir,
-    removeStaging: held.staging,
-    swapIn: held.staging,
-  };
-  const cowPath = r.cowPath ?? names.cow(c.id);
-  const acquires: Partial<Record<StepName, Key[]>> = {
-    acquireLoop: r.originPath === null ? [] : [loopRef(c.id, r.originPath)],
-    makeSandboxDir: [{ kind: 'sandbox_dir', name: c.id }],
-    createDisk: [{ kind: 'disk', name: names.disk(c.id) }, { kind: 'cow', name: cowPath }],
-    attachDisk: [{ kind: 'disk', name: names.disk(c.id) }],
-    createNetwork: r.slot === null ? [] : [{ kind: 'network', name: `slot-${r.slot}` }],
-    bootVm: [{ kind: 'vmm', name: c.id }],
-    restoreVm: [{ kind: 'vmm', name: c.id }],
-    stageCow: r.stagingDir === null ? [] : [{ kind: 'cow', name: `${r.stagingDir}/rootfs.cow` }],
-  };
+  // Called on every transition: a switch over the steps in flight, no tables or closures made per call.
   for (const leaf of step.split('+')) {
-    const name = leaf.slice(leaf.lastIndexOf('.') + 1) as StepName;
-    put(releases[name] ?? null, 'releasing');
-    for (const key of acquires[name] ?? []) if (!rows.has(`${key.kind}\0${key.name}`)) put(key, 'intended');
+    switch (leaf.slice(leaf.lastIndexOf('.') + 1) as StepName) {
+      case 'stopVm':
+        releasing(rows, 'vmm');
+        break;
+      case 'removeNetwork':
+        releasing(rows, 'network');
+        break;
+      case 'releaseSlot':
+        releasing(rows, 'slot');
+        break;
+      case 'removeDisk':
+        releasing(rows, 'disk');
+        break;
+      case 'discardCow':
+        releasing(rows, 'cow');
+        break;
+      case 'releaseLoop':
+        releasing(rows, 'loop_ref');
+        break;
+      case 'removeSandboxDir':
+        releasing(rows, 'sandbox_dir');
+        break;
+      case 'removeStaging':
+      case 'swapIn':
+        releasing(rows, 'staging');
+        break;
+      case 'acquireLoop':
+        if (r.originPath !== null) intended(rows, 'loop_ref', loopRef(c.id, r.originPath).name);
+        break;
+      case 'makeSandboxDir':
+        intended(rows, 'sandbox_dir', c.id);
+        break;
+      case 'createDisk':
+        intended(rows, 'disk', names.disk(c.id));
+        intended(rows, 'cow', r.cowPath ?? names.cow(c.id));
+        break;
+      case 'attachDisk':
+        intended(rows, 'disk', names.disk(c.id));
+        break;
+      case 'createNetwork':
+        if (r.slot !== null) intended(rows, 'network', `slot-${r.slot}`);
+        break;
+      case 'bootVm':
+      case 'restoreVm':
+        intended(rows, 'vmm', c.id);
+        break;
+      case 'stageCow':
+        if (r.stagingDir !== null) intended(rows, 'cow', `${r.stagingDir}/rootfs.cow`);
+        break;
+      default:
+    }
   }
-  return [...rows.values()];
+  return rows;
+}
+
+function releasing(rows: LedgerRow[], kind: string): void {
+  const row = rows.find((x) => x.kind === kind && x.state === 'present');
+  if (row !== undefined) row.state = 'releasing';
+}
+
+function intended(rows: LedgerRow[], kind: string, name: string): void {
+  if (!rows.some((x) => x.kind === kind && x.name === name)) rows.push({ kind, name, state: 'intended' });
 }
 
 /** Loop devices are shared: each holder has its own reference row. */
-function loopRef(sandboxId: string, originPath: string): Key {
+function loopRef(sandboxId: string, originPath: string): Omit<LedgerRow, 'state'> {
   return { kind: 'loop_ref', name: `${originPath}#${sandboxId}` };
 }

@@ -24,7 +24,10 @@ export interface Entry {
   /** The snapshot last written to the store, so one state is saved once. */
   saved: SandboxSnapshot | null;
   seq: number;
+  /** The step last announced. */
   step: string;
+  /** stepOf the last snapshot asked about: intent and announcement of one state share it. */
+  stepMemo: { snapshot: SandboxSnapshot | null; step: string };
   log: Logger | null;
   /** Operations awaiting a reply from this sandbox. */
   ops: Set<string>;
@@ -91,7 +94,18 @@ export class SandboxRegistry {
       ...(this.opts.inspect === undefined ? {} : { inspect: this.opts.inspect }),
     });
     const incarnation = this.#epoch * INCARNATIONS_PER_EPOCH + ++this.#started;
-    const entry: Entry = { actor, teamId: input.teamId, incarnation, saved: null, seq: 0, step: '', log: null, ops: new Set(), unwatchVm: null };
+    const entry: Entry = {
+      actor,
+      teamId: input.teamId,
+      incarnation,
+      saved: null,
+      seq: 0,
+      step: '',
+      stepMemo: { snapshot: null, step: '' },
+      log: null,
+      ops: new Set(),
+      unwatchVm: null,
+    };
     this.#entries.set(input.id, entry);
     actor.on('reply', (e) => this.#onReply(e as Extract<SandboxEmitted, { type: 'reply' }>));
     actor.on('lifecycle', (e) => {
@@ -120,7 +134,7 @@ export class SandboxRegistry {
     const snapshot = entry.actor.getSnapshot();
     if (entry.saved !== snapshot && snapshot.status === 'active') {
       // Throws: a step whose intent is not on disk must not run.
-      this.opts.store.save(record(snapshot, entry.incarnation, this.opts.names));
+      this.opts.store.save(record(snapshot, entry.incarnation, this.opts.names, stepMemo(entry, snapshot)));
       entry.saved = snapshot;
     }
     return entry.incarnation;
@@ -198,7 +212,7 @@ export class SandboxRegistry {
   }
 
   #onSnapshot(id: string, entry: Entry, snapshot: SandboxSnapshot): void {
-    const step = stepOf(snapshot.value);
+    const step = stepMemo(entry, snapshot);
     if (step === entry.step && snapshot.status === 'active') return;
     entry.step = step;
     entry.seq++;
@@ -223,7 +237,9 @@ export class SandboxRegistry {
     // A rebuilt sandbox's record stays as found until RECOVER moves it: a crash meanwhile decides again from it.
     if (entry.saved === snapshot || snapshot.status !== 'active' || snapshot.value === 'recovering') return;
     entry.saved = snapshot;
-    this.#durably(snapshot.context.id, entry, () => this.opts.store.save(record(snapshot, entry.incarnation, this.opts.names)));
+    this.#durably(snapshot.context.id, entry, () =>
+      this.opts.store.save(record(snapshot, entry.incarnation, this.opts.names, stepMemo(entry, snapshot))),
+    );
   }
 
   /**
@@ -262,4 +278,13 @@ export class SandboxRegistry {
       else p.reject(SandboxdError.from(e.error as ErrorInfo));
     }
   }
+}
+
+function stepMemo(entry: Entry, snapshot: SandboxSnapshot): string {
+  const memo = entry.stepMemo;
+  if (memo.snapshot !== snapshot) {
+    memo.snapshot = snapshot;
+    memo.step = stepOf(snapshot.value);
+  }
+  return memo.step;
 }

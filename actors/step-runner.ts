@@ -1,7 +1,7 @@
-import { fromPromise } from 'xstate';
 import { SandboxdError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { StepInput, StepOutput } from '../machines/sandbox/context.ts';
+import { stepActor, type StepActorLogic } from '../machines/sandbox/step-actor.ts';
 import { allSteps, type StepName } from '../machines/sandbox/steps.ts';
 import type { StepImpl } from './steps.ts';
 
@@ -35,16 +35,6 @@ function timedOut(ctl: AbortController, name: StepName, bound: number): void {
   ctl.abort(new SandboxdError('timeout', `${name} took longer than ${bound} ms`));
 }
 
-/** Aborts a step's signal when the machine leaves the step (a listener object: no closure per step). */
-class LeaveForwarder {
-  constructor(private readonly ctl: AbortController) {}
-  handleEvent(event: Event): void {
-    this.ctl.abort((event.target as AbortSignal).reason);
-  }
-}
-
-const once = { once: true } as const;
-
 /**
  * Runs the machine's steps: gives each a signal that aborts when the machine
  * leaves the step, when the step's bound runs out, or when the sandbox's
@@ -62,13 +52,11 @@ export class StepRunner {
   ) {}
 
   /** The step actors to `provide()` to the sandbox machine. */
-  actors(): Record<StepName, ReturnType<typeof fromPromise<StepOutput, StepInput>>> {
-    return Object.fromEntries(
-      allSteps.map((name) => [
-        name,
-        fromPromise<StepOutput, StepInput>(({ input, signal }) => this.run(name, input, signal)),
-      ]),
-    ) as Record<StepName, ReturnType<typeof fromPromise<StepOutput, StepInput>>>;
+  actors(): Record<StepName, StepActorLogic> {
+    return Object.fromEntries(allSteps.map((name) => [name, stepActor((input, ctl) => this.run(name, input, ctl))])) as Record<
+      StepName,
+      StepActorLogic
+    >;
   }
 
   cancel(sandboxId: string): void {
@@ -81,17 +69,15 @@ export class StepRunner {
     return this.#inFlight.get(sandboxId)?.size ?? 0;
   }
 
-  async run(name: StepName, input: StepInput, leaveSignal: AbortSignal): Promise<StepOutput> {
+  /** `ctl` is the step actor's: it aborts when the machine leaves the step. */
+  async run(name: StepName, input: StepInput, ctl: AbortController): Promise<StepOutput> {
     const { context } = input;
     const incarnation = this.fence.beforeStep(context.id);
-    const ctl = new AbortController();
     let set = this.#inFlight.get(context.id);
     if (set === undefined) this.#inFlight.set(context.id, (set = new Set()));
     set.add(ctl);
     const bound = this.boundOf(name);
     const timer = setTimeout(timedOut, bound, ctl, name, bound);
-    const onLeave = new LeaveForwarder(ctl);
-    leaveSignal.addEventListener('abort', onLeave, once);
     const started = performance.now();
     try {
       const output = (await this.impls[name](context, ctl.signal)) ?? {};
@@ -108,7 +94,6 @@ export class StepRunner {
       throw reason;
     } finally {
       clearTimeout(timer);
-      leaveSignal.removeEventListener('abort', onLeave);
       set.delete(ctl);
       if (set.size === 0) this.#inFlight.delete(context.id);
     }

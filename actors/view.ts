@@ -45,11 +45,11 @@ const views = new WeakMap<SandboxSnapshot, SandboxView>();
 /** What callers see of a sandbox; made once per snapshot (an actor's incarnation never changes), each caller gets its own copy. */
 export function view(snapshot: SandboxSnapshot, incarnation: number): SandboxView {
   let v = views.get(snapshot);
-  if (v === undefined) views.set(snapshot, (v = makeView(snapshot, incarnation)));
+  if (v === undefined) views.set(snapshot, (v = makeView(snapshot, incarnation, stepOf(snapshot.value))));
   return { ...v };
 }
 
-function makeView(snapshot: SandboxSnapshot, incarnation: number): SandboxView {
+function makeView(snapshot: SandboxSnapshot, incarnation: number, step: string): SandboxView {
   const c = snapshot.context;
   return {
     id: c.id,
@@ -61,7 +61,7 @@ function makeView(snapshot: SandboxSnapshot, incarnation: number): SandboxView {
     diskSizeMB: c.diskSizeMB,
     timeoutSec: c.timeoutSec,
     status: status(snapshot),
-    step: stepOf(snapshot.value),
+    step,
     slot: c.res.slot,
     hostIp: c.res.network?.hostIp ?? null,
     createdAt: new Date(c.createdAt).toISOString(),
@@ -71,8 +71,9 @@ function makeView(snapshot: SandboxSnapshot, incarnation: number): SandboxView {
   };
 }
 
-export function record(snapshot: SandboxSnapshot, incarnation: number, names: ResourceNames): SandboxRecord {
-  const v = makeView(snapshot, incarnation);
+/** The durable record of a snapshot; `step` is its stepOf, when the caller has it already. */
+export function record(snapshot: SandboxSnapshot, incarnation: number, names: ResourceNames, step = stepOf(snapshot.value)): SandboxRecord {
+  const v = makeView(snapshot, incarnation, step);
   const c = snapshot.context;
   return {
     id: v.id,

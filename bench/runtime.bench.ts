@@ -5,6 +5,10 @@
 import { assign, createActor, createMachine, setup } from 'xstate';
 import { Supervisor } from '../actors/supervisor.ts';
 import { createFakeDrivers, type FakeDrivers } from '../drivers/fake/index.ts';
+import type { StepOutput } from '../machines/sandbox/context.ts';
+import { sandboxMachine } from '../machines/sandbox/machine.ts';
+import { stepActor } from '../machines/sandbox/step-actor.ts';
+import { allSteps } from '../machines/sandbox/steps.ts';
 
 const TEAM = { teamId: 'bench' };
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -94,6 +98,33 @@ async function concurrent(n: number, latencyMs: number) {
   for (const [name, xs] of Object.entries(ratios)) console.log(`   ${name.padEnd(10)} ${fmt(pct(xs, 50))}   ${fmt(pct(xs, 99))}   ${fmt(Math.max(...xs))}`);
 }
 
+/**
+ * xstate's own share, for comparison: the bare sandbox machine, with steps that
+ * do nothing and no supervisor, store, log or driver, driven from create to Running.
+ */
+async function floor(n: number): Promise<number> {
+  const noop: Partial<Record<string, StepOutput>> = { resolveTemplate: { template: { kind: 'base', dir: '/t', rootfsPath: '/t/rootfs', meta: null } } };
+  const logic = sandboxMachine.provide({
+    actors: Object.fromEntries(allSteps.map((name) => [name, stepActor(async () => noop[name] ?? {})])) as never,
+  });
+  const t0 = performance.now();
+  const actors = await Promise.all(
+    Array.from({ length: n }, (_, i) => {
+      const actor = createActor(logic, {
+        input: { id: `sb-floor${i}`, teamId: 'bench', templateId: 'base', vcpus: 1, memoryMB: 512, diskSizeMB: 64, timeoutSec: 0, opId: 'op', now: Date.now() },
+      });
+      return new Promise<typeof actor>((resolve) => {
+        actor.on('reply', () => resolve(actor));
+        actor.start();
+      });
+    }),
+  );
+  const ms = performance.now() - t0;
+  if (actors.some((a) => !a.getSnapshot().matches('running'))) throw new Error('floor: a bare sandbox did not reach Running');
+  for (const a of actors) a.stop();
+  return ms;
+}
+
 async function scale(n: number) {
   gc?.();
   const base = process.memoryUsage().heapUsed;
@@ -151,12 +182,20 @@ async function childrenVsRoots(n: number) {
 }
 
 const LATENCY = Number(process.env.BENCH_LATENCY_MS ?? 100);
-await alone(LATENCY);
+// BENCH_ONLY=alone,concurrent,scale,pauseAll,roots runs some sections only.
+const only = new Set(process.env.BENCH_ONLY?.split(',') ?? ['alone', 'concurrent', 'scale', 'pauseAll', 'roots']);
+if (only.has('alone')) await alone(LATENCY);
 // With 1,000 sandboxes the agent's CPU work (about 0.8 ms per create, most of it
 // xstate's) competes with the injected waits: at 100 ms per call it does not fit
 // in the window and the ratio measures CPU saturation; at 500 ms it measures scheduling.
-for (const latency of [LATENCY, 5 * LATENCY]) await concurrent(Number(process.env.BENCH_CONCURRENT ?? 1000), latency);
-const big = await scale(Number(process.env.BENCH_SANDBOXES ?? 10_000));
-await big.sup.shutdown();
-await pauseAll(1000, Number(process.env.BENCH_PAUSE_LATENCY_MS ?? 2));
-await childrenVsRoots(5000);
+if (only.has('concurrent')) for (const latency of [LATENCY, 5 * LATENCY]) await concurrent(Number(process.env.BENCH_CONCURRENT ?? 1000), latency);
+if (only.has('scale')) {
+  const n = Number(process.env.BENCH_SANDBOXES ?? 10_000);
+  const floorMs = await floor(n);
+  gc?.();
+  const big = await scale(n);
+  console.log(`   xstate alone (bare machine, no-op steps, no agent) in the same run: ${fmt(floorMs / 1000, 2)} s (${fmt((floorMs * 1000) / n, 0)} µs each)`);
+  await big.sup.shutdown();
+}
+if (only.has('pauseAll')) await pauseAll(1000, Number(process.env.BENCH_PAUSE_LATENCY_MS ?? 2));
+if (only.has('roots')) await childrenVsRoots(5000);

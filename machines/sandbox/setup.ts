@@ -1,23 +1,19 @@
-import { assign, emit, fromPromise, setup, type ActorLogicFrom } from 'xstate';
+import { assign, emit, setup, type ActorLogicFrom } from 'xstate';
 import { ErrorCodes, type ErrorCode, type ErrorInfo } from '../../core/errors.ts';
 import type { Op, RecoveryTarget, SandboxContext, SandboxInput, StepInput, StepOutput, Resources } from './context.ts';
 import { initialContext } from './context.ts';
 import { applyOutput, stepFailure } from './outcome.ts';
 import type { SandboxEmitted, SandboxEvent } from './events.ts';
+import { stepActor, type StepActorLogic } from './step-actor.ts';
 import { allSteps, type ReleaseStep, type StepName } from './steps.ts';
 
 /** A step the runtime did not provide fails loudly instead of doing nothing. */
 const unprovided = (name: StepName) =>
-  fromPromise<StepOutput, StepInput>(async () => {
+  stepActor(async () => {
     throw new Error(`step ${name} is not provided`);
   });
 
-export type StepLogic = ReturnType<typeof unprovided>;
-
-const stepActors = Object.fromEntries(allSteps.map((name) => [name, unprovided(name)])) as Record<
-  StepName,
-  StepLogic
->;
+const stepActors = Object.fromEntries(allSteps.map((name) => [name, unprovided(name)])) as Record<StepName, StepActorLogic>;
 
 /**
  * When each undo step runs: while its resource is held, and never from under

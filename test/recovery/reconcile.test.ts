@@ -159,7 +159,7 @@ test('a step result that arrives for an earlier incarnation is refused', async (
   const impls = Object.fromEntries(allSteps.map((n) => [n, held])) as Record<StepName, StepImpl>;
   const runner = new StepRunner(impls, () => silentLogger, undefined, { beforeStep: () => incarnation, incarnationOf: () => incarnation });
   const context = { id: 'sb-late' } as Parameters<StepImpl>[0];
-  const late = runner.run('readEnvdVersion', { context }, new AbortController().signal);
+  const late = runner.run('readEnvdVersion', { context }, new AbortController());
   incarnation = 2; // destroyed and created again, or rebuilt by a restart, while the step ran
   finish();
   await assert.rejects(late, (e: SandboxdError) => e.code === 'stale_incarnation');
