@@ -147,25 +147,35 @@ async function scale(n: number) {
   return f;
 }
 
-async function pauseAll(n: number, latencyMs: number) {
-  const f = setupFakes(latencyMs);
+async function pauseAll(n: number, latencyMs: number, rounds = 3) {
   const probe = setupFakes(latencyMs);
   const { sandbox } = await probe.sup.create(TEAM, { templateId: 'base' });
-  const times: number[] = [];
-  for (let i = 0; i < 5; i++) {
+  const singlePause = async () => {
     const t0 = performance.now();
     await probe.sup.pause(TEAM, sandbox.id);
-    times.push(performance.now() - t0);
+    const ms = performance.now() - t0;
     await probe.sup.resume(TEAM, sandbox.id);
+    return ms;
+  };
+  console.log(`\n5. PauseAll (shutdown) of ${n} sandboxes, 8 at once, against the ideal ceil(${n}/8) × one pause (${latencyMs} ms per driver call)`);
+  const ratios: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const f = setupFakes(latencyMs);
+    await Promise.all(Array.from({ length: n }, () => f.sup.create(TEAM, { templateId: 'base' })));
+    // The single-pause reference is sampled right before and after, so a change in the machine's load shows in both.
+    const times: number[] = [];
+    for (let i = 0; i < 10; i++) times.push(await singlePause());
+    const t0 = performance.now();
+    await f.sup.shutdown();
+    const elapsed = performance.now() - t0;
+    for (let i = 0; i < 10; i++) times.push(await singlePause());
+    const pauseMs = pct(times, 50);
+    const ideal = Math.ceil(n / 8) * pauseMs;
+    const paused = f.sup.list(TEAM).filter((s) => s.status === 'paused').length;
+    ratios.push(elapsed / ideal);
+    console.log(`   round ${r + 1}: ${fmt(elapsed, 0)} ms; ideal ${Math.ceil(n / 8)} × ${fmt(pauseMs, 1)} ms (median of 20 single pauses) = ${fmt(ideal, 0)} ms; ratio ${fmt(elapsed / ideal)} (${paused} paused)`);
   }
-  const pauseMs = pct(times, 50);
-  await Promise.all(Array.from({ length: n }, () => f.sup.create(TEAM, { templateId: 'base' })));
-  const t0 = performance.now();
-  await f.sup.shutdown();
-  const elapsed = performance.now() - t0;
-  const ideal = Math.ceil(n / 8) * pauseMs;
-  const paused = f.sup.list(TEAM).filter((s) => s.status === 'paused').length;
-  console.log(`\n5. PauseAll (shutdown) of ${n} sandboxes, 8 at once: ${fmt(elapsed, 0)} ms; ideal ceil(${n}/8) × ${fmt(pauseMs, 1)} ms = ${fmt(ideal, 0)} ms; ratio ${fmt(elapsed / ideal)} (${paused} paused)`);
+  console.log(`   median ratio ${fmt(pct(ratios, 50))}`);
 }
 
 async function childrenVsRoots(n: number) {
