@@ -1,6 +1,6 @@
 import { assign, emit, setup, type ActorLogicFrom } from 'xstate';
 import { ErrorCodes, type ErrorCode, type ErrorInfo } from '../../core/errors.ts';
-import type { Op, RecoveryTarget, SandboxContext, SandboxInput, StepInput, StepOutput, Resources } from './context.ts';
+import type { Op, RecoveryTarget, SandboxContext, SandboxInput, StepOutput, Resources } from './context.ts';
 import { initialContext } from './context.ts';
 import { applyOutput, stepFailure } from './outcome.ts';
 import type { SandboxEmitted, SandboxEvent } from './events.ts';
