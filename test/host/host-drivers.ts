@@ -90,7 +90,14 @@ class GuestAddressOnLo implements NetworkDriver {
   async create(slot: number, o: { signal: AbortSignal }): Promise<NetworkHandle> {
     const handle = await this.inner.create(slot, o);
     const args = ['-n', handle.namespace!, 'addr', 'replace', `${GUEST_NET.guestIp}/32`, 'dev', 'lo'];
-    await execa('ip', args, { timeout: 10_000, cancelSignal: o.signal });
+    try {
+      await execa('ip', args, { timeout: 10_000, cancelSignal: o.signal });
+    } catch (err) {
+      // A create that fails leaves nothing (the driver contract): a destroy's
+      // cancel landing on this last command would otherwise leak the slot.
+      await this.inner.remove(slot, { signal: AbortSignal.timeout(10_000) });
+      throw err;
+    }
     return handle;
   }
 
