@@ -5,10 +5,7 @@
 import { assign, createActor, createMachine, setup } from 'xstate';
 import { Supervisor } from '../actors/supervisor.ts';
 import { createFakeDrivers, type FakeDrivers } from '../drivers/fake/index.ts';
-import type { StepOutput } from '../machines/sandbox/context.ts';
-import { sandboxMachine } from '../machines/sandbox/machine.ts';
-import { stepActor } from '../machines/sandbox/step-actor.ts';
-import { allSteps } from '../machines/sandbox/steps.ts';
+import { bareLogic, bareOp, bareSandbox, leanLogic, recordSteps } from './bare-sandbox.ts';
 
 const TEAM = { teamId: 'bench' };
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -78,55 +75,68 @@ async function concurrent(n: number, latencyMs: number) {
   sums.resume = await sum(() => probe.sup.resume(TEAM, pid));
   sums.destroy = await sum(() => probe.sup.destroy(TEAM, pid));
 
-  const ratios: Record<string, number[]> = { create: [], pause: [], resume: [], destroy: [] };
-  const timed = async (name: string, op: () => Promise<unknown>) => {
-    const t0 = performance.now();
-    await op();
-    ratios[name]!.push((performance.now() - t0) / sums[name]!);
+  const ops = ['create', 'pause', 'resume', 'destroy'] as const;
+  type Op = (typeof ops)[number];
+  /** Each of n sandboxes runs create, pause, resume, destroy in turn; the ratios of each operation, and the CPU used. */
+  const run = async (chain: (timed: (name: Op, op: () => Promise<unknown>) => Promise<void>) => Promise<void>) => {
+    const ratios: Record<Op, number[]> = { create: [], pause: [], resume: [], destroy: [] };
+    const timed = async (name: Op, op: () => Promise<unknown>) => {
+      const t0 = performance.now();
+      await op();
+      ratios[name].push((performance.now() - t0) / sums[name]!);
+    };
+    const wall0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    await Promise.all(Array.from({ length: n }, () => chain(timed)));
+    const cpu = process.cpuUsage(cpu0);
+    return { ratios, busy: (cpu.user + cpu.system) / 1000 / (performance.now() - wall0) };
   };
-  const wall0 = performance.now();
-  const cpu0 = process.cpuUsage();
-  await Promise.all(
-    Array.from({ length: n }, async () => {
-      let id = '';
-      await timed('create', async () => (id = (await f.sup.create(TEAM, { templateId: 'base' })).sandbox.id));
-      await timed('pause', () => f.sup.pause(TEAM, id));
-      await timed('resume', () => f.sup.resume(TEAM, id));
-      await timed('destroy', () => f.sup.destroy(TEAM, id));
-    }),
-  );
-  const cpu = process.cpuUsage(cpu0);
-  const busy = (cpu.user + cpu.system) / 1000 / (performance.now() - wall0);
-  console.log(`\n2. The same ratio with ${n} sandboxes operating at once (${latencyMs} ms per driver call); the process used ${fmt(busy * 100, 0)}% of a CPU over the run (GC threads included)`);
-  console.log('   operation   p50     p99     max');
-  for (const [name, xs] of Object.entries(ratios)) console.log(`   ${name.padEnd(10)} ${fmt(pct(xs, 50))}   ${fmt(pct(xs, 99))}   ${fmt(Math.max(...xs))}`);
+  const agent = await run(async (timed) => {
+    let id = '';
+    await timed('create', async () => (id = (await f.sup.create(TEAM, { templateId: 'base' })).sandbox.id));
+    await timed('pause', () => f.sup.pause(TEAM, id));
+    await timed('resume', () => f.sup.resume(TEAM, id));
+    await timed('destroy', () => f.sup.destroy(TEAM, id));
+  });
+  gc?.();
+  const logic = bareLogic(await recordSteps(), latencyMs);
+  const bare = await run(async (timed) => {
+    const actor = bareSandbox(logic);
+    for (const op of ops) await timed(op, () => bareOp(actor, op.toUpperCase() as Uppercase<Op>));
+  });
+  console.log(`\n2. The same ratio with ${n} sandboxes operating at once (${latencyMs} ms per driver call), beside xstate alone in the same run`);
+  console.log(`   (the bare machine replaying the agent's steps). CPU used over the run (GC threads included): agent ${fmt(agent.busy * 100, 0)}%, xstate alone ${fmt(bare.busy * 100, 0)}%`);
+  console.log('   operation   agent p50  p99     max     | xstate alone p50  p99');
+  for (const op of ops) {
+    const [a, b] = [agent.ratios[op], bare.ratios[op]];
+    console.log(`   ${op.padEnd(10)}  ${fmt(pct(a, 50))}      ${fmt(pct(a, 99))}   ${fmt(Math.max(...a))}   |              ${fmt(pct(b, 50))}  ${fmt(pct(b, 99))}`);
+  }
 }
 
 /**
- * xstate's own share, for comparison: the bare sandbox machine, with steps that
- * do nothing and no supervisor, store, log or driver, driven from create to Running.
+ * xstate's own share, for comparison: the bare machine replaying the recorded
+ * steps at zero latency, driven from create to Running; and the leanest machine
+ * with as many invoked steps as a create runs.
  */
-async function floor(n: number): Promise<number> {
-  const noop: Partial<Record<string, StepOutput>> = { resolveTemplate: { template: { kind: 'base', dir: '/t', rootfsPath: '/t/rootfs', meta: null } } };
-  const logic = sandboxMachine.provide({
-    actors: Object.fromEntries(allSteps.map((name) => [name, stepActor(async () => noop[name] ?? {})])) as never,
-  });
-  const t0 = performance.now();
-  const actors = await Promise.all(
-    Array.from({ length: n }, (_, i) => {
-      const actor = createActor(logic, {
-        input: { id: `sb-floor${i}`, teamId: 'bench', templateId: 'base', vcpus: 1, memoryMB: 512, diskSizeMB: 64, timeoutSec: 0, opId: 'op', now: Date.now() },
-      });
-      return new Promise<typeof actor>((resolve) => {
-        actor.on('reply', () => resolve(actor));
-        actor.start();
-      });
+async function floors(n: number): Promise<{ bareMs: number; leanMs: number; steps: number }> {
+  const replay = await recordSteps();
+  const logic = bareLogic(replay, 0);
+  let t0 = performance.now();
+  const bare = Array.from({ length: n }, () => bareSandbox(logic));
+  await Promise.all(bare.map((a) => bareOp(a, 'CREATE')));
+  const bareMs = performance.now() - t0;
+  for (const a of bare) a.stop();
+  gc?.();
+  const steps = [...replay.keys()].filter((k) => k.startsWith('create/')).length;
+  const lean = leanLogic(steps);
+  t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: n }, () => {
+      const actor = createActor(lean);
+      return new Promise((resolve) => (actor.on('reply', resolve), actor.start()));
     }),
   );
-  const ms = performance.now() - t0;
-  if (actors.some((a) => !a.getSnapshot().matches('running'))) throw new Error('floor: a bare sandbox did not reach Running');
-  for (const a of actors) a.stop();
-  return ms;
+  return { bareMs, leanMs: performance.now() - t0, steps };
 }
 
 async function scale(n: number) {
@@ -206,10 +216,12 @@ if (only.has('alone')) await alone(LATENCY);
 if (only.has('concurrent')) for (const latency of [LATENCY, 5 * LATENCY]) await concurrent(Number(process.env.BENCH_CONCURRENT ?? 1000), latency);
 if (only.has('scale')) {
   const n = Number(process.env.BENCH_SANDBOXES ?? 10_000);
-  const floorMs = await floor(n);
+  const floor = await floors(n);
   gc?.();
   const big = await scale(n);
-  console.log(`   xstate alone (bare machine, no-op steps, no agent) in the same run: ${fmt(floorMs / 1000, 2)} s (${fmt((floorMs * 1000) / n, 0)} µs each)`);
+  const each = (ms: number) => `${fmt(ms / 1000, 2)} s (${fmt((ms * 1000) / n, 0)} µs each)`;
+  console.log(`   xstate alone in the same run: the bare sandbox machine replaying the agent's steps ${each(floor.bareMs)};`);
+  console.log(`   the leanest machine with ${floor.steps} invoked steps (flat, no guard, no parallel region) ${each(floor.leanMs)}`);
   await big.sup.shutdown();
 }
 if (only.has('pauseAll')) await pauseAll(1000, Number(process.env.BENCH_PAUSE_LATENCY_MS ?? 2));
