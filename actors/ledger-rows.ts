@@ -21,7 +21,7 @@ export function ledgerRows(c: SandboxContext, step: string, names: ResourceNames
   if (r.vm !== null) rows.push({ kind: 'vmm', name: c.id, state: 'present' });
   if (r.disk !== null) rows.push({ kind: 'disk', name: r.disk.name, state: 'present' });
   if (r.cowPath !== null) rows.push({ kind: 'cow', name: r.cowPath, state: 'present' });
-  if (r.loopDevice !== null && r.originPath !== null) rows.push({ ...loopRef(c.id, r.originPath), state: 'present' });
+  if (r.loopDevice !== null && r.originPath !== null) rows.push({ kind: 'loop_ref', name: loopRef(c.id, r.originPath), state: 'present' });
   if (r.network !== null) rows.push({ kind: 'network', name: `slot-${r.network.slot}`, state: 'present' });
   if (r.slot !== null) rows.push({ kind: 'slot', name: String(r.slot), state: 'present' });
   if (r.sandboxDir) rows.push({ kind: 'sandbox_dir', name: c.id, state: 'present' });
@@ -56,7 +56,7 @@ export function ledgerRows(c: SandboxContext, step: string, names: ResourceNames
         releasing(rows, 'staging');
         break;
       case 'acquireLoop':
-        if (r.originPath !== null) intended(rows, 'loop_ref', loopRef(c.id, r.originPath).name);
+        if (r.originPath !== null) intended(rows, 'loop_ref', loopRef(c.id, r.originPath));
         break;
       case 'makeSandboxDir':
         intended(rows, 'sandbox_dir', c.id);
@@ -93,7 +93,7 @@ function intended(rows: LedgerRow[], kind: string, name: string): void {
   if (!rows.some((x) => x.kind === kind && x.name === name)) rows.push({ kind, name, state: 'intended' });
 }
 
-/** Loop devices are shared: each holder has its own reference row. */
-function loopRef(sandboxId: string, originPath: string): Omit<LedgerRow, 'state'> {
-  return { kind: 'loop_ref', name: `${originPath}#${sandboxId}` };
+/** Loop devices are shared: each holder has its own reference row, named by this. */
+function loopRef(sandboxId: string, originPath: string): string {
+  return `${originPath}#${sandboxId}`;
 }

@@ -144,7 +144,7 @@ export class SandboxRegistry {
   command(sandboxId: string, entry: Entry, event: Command): Promise<void> {
     const opId = newOpId();
     const done = this.reply(sandboxId, entry, opId);
-    entry.actor.send({ ...event, opId } as SandboxEvent);
+    entry.actor.send({ opId, ...event } as SandboxEvent);
     return done;
   }
 

@@ -172,7 +172,7 @@ export class Supervisor implements SupervisorApi {
     const id = params.id === undefined ? newSandboxId() : assertSandboxId(params.id);
     if (this.#reg.has(id)) throw new SandboxdError('already_exists', `sandbox ${id} already exists`);
     const opId = newOpId();
-    const entry = this.#reg.start(this.#logic, { ...input, id, opId, now: Date.now() });
+    const entry = this.#reg.start(this.#logic, { id, opId, now: Date.now(), ...input });
     await this.#reg.reply(id, entry, opId);
     const snapshot = entry.actor.getSnapshot();
     return { sandbox: view(snapshot, entry.incarnation), diskSizeBytes: snapshot.context.diskSizeBytes ?? 0 };

@@ -82,8 +82,8 @@ export class SqliteStore implements SandboxStore, ResourceLedger {
       machine: r.machine,
       ledger: r.ledger,
     });
-    const row = { id: r.id, teamId: r.teamId, templateId: r.templateId, status: r.status, step: r.step, opId: r.opId, incarnation: r.incarnation, slot: r.slot };
-    this.#use('save', () => this.#sql.save({ ...row, doc, now: Date.now() }, r.ledger));
+    const row = { id: r.id, teamId: r.teamId, templateId: r.templateId, status: r.status, step: r.step, opId: r.opId, incarnation: r.incarnation, slot: r.slot, doc, now: Date.now() };
+    this.#use('save', () => this.#sql.save(row, r.ledger));
   }
 
   remove(sandboxId: string): void {

@@ -7,7 +7,9 @@ export function applyOutput(context: SandboxContext, output: StepOutput | undefi
   const { res, ...facts } = output;
   if (res === undefined) return facts;
   // A VM handed over or released settles whether the old one exited on its own: a new one has not.
-  return 'vm' in res ? { ...facts, res: { ...context.res, ...res }, vmExited: false } : { ...facts, res: { ...context.res, ...res } };
+  // (New keys before the spread: see initialContext.)
+  const merged = { ...context.res, ...res };
+  return 'vm' in res ? { vmExited: false, res: merged, ...facts } : { res: merged, ...facts };
 }
 
 const kept: ReadonlySet<ErrorCode> = new Set(['already_exists', 'not_found', 'cancelled', 'timeout', 'invalid_argument']);
