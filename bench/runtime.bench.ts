@@ -112,7 +112,7 @@ async function concurrent(n: number, latencyMs: number) {
   const warm = await agentRound();
   console.log(`\n2. The same ratio with ${n} sandboxes operating at once (${latencyMs} ms per driver call), beside xstate alone in the same run`);
   console.log(`   (the bare machine replaying the agent's steps), then the agent once more. The first round runs while the JIT still compiles`);
-  console.log(`   the code on the create path (admitting 1,000 creates takes ~5x longer cold); the second is the steady state. CPU used over`);
+  console.log(`   the code on the create path; the second is the steady state. CPU used over`);
   console.log(`   each round (GC threads included): agent ${fmt(agent.busy * 100, 0)}%, xstate alone ${fmt(bare.busy * 100, 0)}%, agent again ${fmt(warm.busy * 100, 0)}%`);
   console.log('   operation   agent, first round  | xstate alone   | agent, second round');
   console.log('               p50    p99    max   | p50    p99     | p50    p99    max');
@@ -169,10 +169,10 @@ async function scale(n: number) {
 }
 
 /**
- * All at once, every create walks its steps in lockstep with the other 9,999:
- * what one step allocates lives until all the others took the same step, so it
- * outlives the young generation and GC copies it. A window of creates in flight
- * is how they arrive through the server (server/limits.ts: 32 per team).
+ * Creates as they reach the supervisor through the server, which lets each team
+ * have 32 lifecycle operations in flight (server/limits.ts): a window of them
+ * rather than all at once, where every create's steps run in lockstep with the
+ * other 9,999 and all their transient state is alive together.
  */
 const WINDOW = 256;
 async function createsInWindow(n: number, window: number): Promise<number> {
