@@ -28,8 +28,8 @@ export function ledgerRows(c: SandboxContext, step: string, names: ResourceNames
   if (r.stagingDir !== null) rows.push({ kind: 'staging', name: r.stagingDir, state: 'present' });
 
   // Called on every transition: a switch over the steps in flight, no tables or closures made per call.
-  for (const leaf of step.split('+')) {
-    switch (leaf.slice(leaf.lastIndexOf('.') + 1) as StepName) {
+  for (const leaf of stepsInFlight(step)) {
+    switch (leaf) {
       case 'stopVm':
         releasing(rows, 'vmm');
         break;
@@ -82,6 +82,20 @@ export function ledgerRows(c: SandboxContext, step: string, names: ResourceNames
     }
   }
   return rows;
+}
+
+/**
+ * The step names in a step string ("creating.provision.disk.acquireLoop+…"),
+ * split once per string: the machine has a bounded set of configurations.
+ */
+const leaves = new Map<string, StepName[]>();
+function stepsInFlight(step: string): StepName[] {
+  let names = leaves.get(step);
+  if (names === undefined) {
+    names = step.split('+').map((leaf) => leaf.slice(leaf.lastIndexOf('.') + 1) as StepName);
+    leaves.set(step, names);
+  }
+  return names;
 }
 
 function releasing(rows: LedgerRow[], kind: string): void {

@@ -1,4 +1,5 @@
 import { SandboxdError } from '../core/errors.ts';
+import { ControllerPool } from './controller-pool.ts';
 import type { Logger } from '../core/log.ts';
 import type { StepInput, StepOutput } from '../machines/sandbox/context.ts';
 import { stepActor, type StepActorLogic } from '../machines/sandbox/step-actor.ts';
@@ -43,6 +44,7 @@ function timedOut(ctl: AbortController, name: StepName, bound: number): void {
  */
 export class StepRunner {
   readonly #inFlight = new Map<string, Set<AbortController>>();
+  readonly #controllers = new ControllerPool();
 
   constructor(
     private readonly impls: Record<StepName, StepImpl>,
@@ -53,10 +55,15 @@ export class StepRunner {
 
   /** The step actors to `provide()` to the sandbox machine. */
   actors(): Record<StepName, StepActorLogic> {
-    return Object.fromEntries(allSteps.map((name) => [name, stepActor((input, ctl) => this.run(name, input, ctl))])) as Record<
+    return Object.fromEntries(allSteps.map((name) => [name, stepActor((input, ctl) => this.run(name, input, ctl), this.#controllers)])) as Record<
       StepName,
       StepActorLogic
     >;
+  }
+
+  /** The sandbox is gone: its (empty) set of steps in flight goes too. */
+  forget(sandboxId: string): void {
+    this.#inFlight.delete(sandboxId);
   }
 
   cancel(sandboxId: string): void {
@@ -94,8 +101,8 @@ export class StepRunner {
       throw reason;
     } finally {
       clearTimeout(timer);
+      // The set stays until forget(): a sandbox runs one step after another, and a map entry made and dropped per step was 2% of a create.
       set.delete(ctl);
-      if (set.size === 0) this.#inFlight.delete(context.id);
     }
   }
 }

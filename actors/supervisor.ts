@@ -125,7 +125,10 @@ export class Supervisor implements SupervisorApi {
       vmm: opts.drivers.vmm,
       log: this.#log,
       ...(opts.inspect === undefined ? {} : { inspect: opts.inspect }),
-      onGone: (id) => this.connections.forget(id),
+      onGone: (id) => {
+        this.connections.forget(id);
+        this.#runner.forget(id);
+      },
     });
     const impls = stepImplementations({
       drivers: opts.drivers,

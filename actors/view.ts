@@ -12,12 +12,23 @@ const statusOf: Record<string, SandboxStatus> = {
   crashed: 'destroying',
 };
 
+/**
+ * Steps by state value. xstate (as patched) makes one value object per
+ * configuration of the machine and every snapshot in it shares that object,
+ * so each step name is built once, not on every record of every sandbox.
+ */
+const steps = new WeakMap<object, string>();
+
 /** Active leaves as dotted paths, e.g. "pausing.snapshotVm"; parallel regions joined with "+". */
 export function stepOf(value: StateValue): string {
   if (typeof value === 'string') return value;
-  const leaves: string[] = [];
-  addLeaves(value, '', leaves);
-  return leaves.join('+');
+  let step = steps.get(value);
+  if (step === undefined) {
+    const leaves: string[] = [];
+    addLeaves(value, '', leaves);
+    steps.set(value, (step = leaves.join('+')));
+  }
+  return step;
 }
 
 function addLeaves(value: StateValue, prefix: string, out: string[]): void {

@@ -19,13 +19,28 @@ type StepActorEvent =
 
 export type StepActorLogic = ActorLogic<StepSnapshot, StepActorEvent, StepInput, ActorSystem<any>, EventObject>;
 
-export function stepActor(run: (input: StepInput, ctl: AbortController) => Promise<StepOutput>): StepActorLogic {
+/**
+ * Where step actors get their AbortControllers. A controller is handed back
+ * when its step settled by itself (never when the step was stopped, which
+ * aborts it); `giveBack` decides whether it can serve again.
+ */
+export interface StepControllers {
+  take(): AbortController;
+  giveBack(ctl: AbortController): void;
+}
+
+const freshControllers: StepControllers = { take: () => new AbortController(), giveBack: () => {} };
+
+export function stepActor(
+  run: (input: StepInput, ctl: AbortController) => Promise<StepOutput>,
+  controllers: StepControllers = freshControllers,
+): StepActorLogic {
   return {
     config: run,
     getInitialSnapshot: (_scope, input) => ({ status: 'active', output: undefined, error: undefined, input, ctl: undefined }),
     start(snapshot, { self }) {
       if (snapshot.status !== 'active') return;
-      const ctl = new AbortController();
+      const ctl = controllers.take();
       // The snapshot is this actor's own object, made by getInitialSnapshot: the
       // controller rides on it so stop can find it without a side table.
       (snapshot as { ctl: AbortController | undefined }).ctl = ctl;
@@ -41,9 +56,13 @@ export function stepActor(run: (input: StepInput, ctl: AbortController) => Promi
     transition(snapshot, event) {
       if (snapshot.status !== 'active') return snapshot;
       switch (event.type) {
+        // Handed back here, not when the promise settles: until this event is
+        // processed, a stop would still abort the controller.
         case 'xstate.promise.resolve':
+          if (snapshot.ctl !== undefined) controllers.giveBack(snapshot.ctl);
           return { status: 'done', output: event.data, error: undefined, input: undefined, ctl: undefined };
         case 'xstate.promise.reject':
+          if (snapshot.ctl !== undefined) controllers.giveBack(snapshot.ctl);
           return { status: 'error', output: undefined, error: event.data, input: undefined, ctl: undefined };
         case 'xstate.stop':
           snapshot.ctl?.abort();
