@@ -77,6 +77,7 @@ async function concurrent(n: number, latencyMs: number) {
 
   const ops = ['create', 'pause', 'resume', 'destroy'] as const;
   type Op = (typeof ops)[number];
+  const callsPerChain = ops.reduce((total, op) => total + sums[op]! / latencyMs, 0);
   /** Each of n sandboxes runs create, pause, resume, destroy in turn; the ratios of each operation, and the CPU used. */
   const run = async (chain: (timed: (name: Op, op: () => Promise<unknown>) => Promise<void>) => Promise<void>) => {
     const ratios: Record<Op, number[]> = { create: [], pause: [], resume: [], destroy: [] };
@@ -89,7 +90,8 @@ async function concurrent(n: number, latencyMs: number) {
     const cpu0 = process.cpuUsage();
     await Promise.all(Array.from({ length: n }, () => chain(timed)));
     const cpu = process.cpuUsage(cpu0);
-    return { ratios, busy: (cpu.user + cpu.system) / 1000 / (performance.now() - wall0) };
+    const cpuMs = (cpu.user + cpu.system) / 1000;
+    return { ratios, busy: cpuMs / (performance.now() - wall0), perCallUs: (cpuMs * 1000) / (n * callsPerChain) };
   };
   const agentRound = () =>
     run(async (timed) => {
@@ -114,6 +116,9 @@ async function concurrent(n: number, latencyMs: number) {
   console.log(`   (the bare machine replaying the agent's steps), then the agent once more. The first round runs while the JIT still compiles`);
   console.log(`   the code on the create path; the second is the steady state. CPU used over`);
   console.log(`   each round (GC threads included): agent ${fmt(agent.busy * 100, 0)}%, xstate alone ${fmt(bare.busy * 100, 0)}%, agent again ${fmt(warm.busy * 100, 0)}%`);
+  // Each call's completion costs CPU; once n of them take about as long as the call itself, the next calls start late.
+  console.log(`   CPU per driver call (GC threads included): agent ${fmt(agent.perCallUs, 1)} µs, xstate alone ${fmt(bare.perCallUs, 1)} µs,`);
+  console.log(`   agent again ${fmt(warm.perCallUs, 1)} µs; ${n} of them against the ${latencyMs} ms a call waits: ${fmt((agent.perCallUs * n) / (latencyMs * 10), 0)}% / ${fmt((bare.perCallUs * n) / (latencyMs * 10), 0)}% / ${fmt((warm.perCallUs * n) / (latencyMs * 10), 0)}%`);
   console.log('   operation   agent, first round  | xstate alone   | agent, second round');
   console.log('               p50    p99    max   | p50    p99     | p50    p99    max');
   for (const op of ops) {
