@@ -117,8 +117,9 @@ async function concurrent(n: number, latencyMs: number) {
   console.log(`   the code on the create path; the second is the steady state. CPU used over`);
   console.log(`   each round (GC threads included): agent ${fmt(agent.busy * 100, 0)}%, xstate alone ${fmt(bare.busy * 100, 0)}%, agent again ${fmt(warm.busy * 100, 0)}%`);
   // Each call's completion costs CPU; once n of them take about as long as the call itself, the next calls start late.
+  const fill = (r: { perCallUs: number }) => `${fmt((r.perCallUs * n) / (latencyMs * 10), 0)}%`;
   console.log(`   CPU per driver call (GC threads included): agent ${fmt(agent.perCallUs, 1)} µs, xstate alone ${fmt(bare.perCallUs, 1)} µs,`);
-  console.log(`   agent again ${fmt(warm.perCallUs, 1)} µs; ${n} of them against the ${latencyMs} ms a call waits: ${fmt((agent.perCallUs * n) / (latencyMs * 10), 0)}% / ${fmt((bare.perCallUs * n) / (latencyMs * 10), 0)}% / ${fmt((warm.perCallUs * n) / (latencyMs * 10), 0)}%`);
+  console.log(`   agent again ${fmt(warm.perCallUs, 1)} µs; ${n} of them against the ${latencyMs} ms a call waits: ${fill(agent)} / ${fill(bare)} / ${fill(warm)}`);
   console.log('   operation   agent, first round  | xstate alone   | agent, second round');
   console.log('               p50    p99    max   | p50    p99     | p50    p99    max');
   for (const op of ops) {
