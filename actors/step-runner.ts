@@ -1,5 +1,6 @@
 import { SandboxdError } from '../core/errors.ts';
 import { ControllerPool } from './controller-pool.ts';
+import { StepDeadlines } from './step-deadlines.ts';
 import type { Logger } from '../core/log.ts';
 import type { StepInput, StepOutput } from '../machines/sandbox/context.ts';
 import { stepActor, type StepActorLogic } from '../machines/sandbox/step-actor.ts';
@@ -32,10 +33,6 @@ export interface StepFence {
   incarnationOf(sandboxId: string): number | undefined;
 }
 
-function timedOut(ctl: AbortController, name: StepName, bound: number): void {
-  ctl.abort(new SandboxdError('timeout', `${name} took longer than ${bound} ms`));
-}
-
 /**
  * Runs the machine's steps: gives each a signal that aborts when the machine
  * leaves the step, when the step's bound runs out, or when the sandbox's
@@ -45,6 +42,7 @@ function timedOut(ctl: AbortController, name: StepName, bound: number): void {
 export class StepRunner {
   readonly #inFlight = new Map<string, Set<AbortController>>();
   readonly #controllers = new ControllerPool();
+  readonly #deadlines = new StepDeadlines();
 
   constructor(
     private readonly impls: Record<StepName, StepImpl>,
@@ -83,8 +81,7 @@ export class StepRunner {
     let set = this.#inFlight.get(context.id);
     if (set === undefined) this.#inFlight.set(context.id, (set = new Set()));
     set.add(ctl);
-    const bound = this.boundOf(name);
-    const timer = setTimeout(timedOut, bound, ctl, name, bound);
+    this.#deadlines.add(ctl, name, this.boundOf(name));
     const started = performance.now();
     try {
       const output = (await this.impls[name](context, ctl.signal)) ?? {};
@@ -100,7 +97,7 @@ export class StepRunner {
       this.logFor(context.id).warn({ step: name, err: reason instanceof Error ? reason.message : String(reason) }, 'step failed');
       throw reason;
     } finally {
-      clearTimeout(timer);
+      this.#deadlines.remove(ctl);
       // The set stays until forget(): a sandbox runs one step after another, and a map entry made and dropped per step was 2% of a create.
       set.delete(ctl);
     }

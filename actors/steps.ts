@@ -200,7 +200,8 @@ export function stepImplementations(deps: StepDeps): Record<StepName, StepImpl> 
       return undefined;
     },
     async probeVm(c, signal) {
-      const { state } = await d.vmm.info(c.id, { signal: AbortSignal.any([signal, AbortSignal.timeout(3_000)]) });
+      // Bounded by the step's own 3 s bound (step-runner.ts).
+      const { state } = await d.vmm.info(c.id, { signal });
       if (state !== 'Running') throw new SandboxdError('operation_failed', `VM is ${state}, not Running`);
       return undefined;
     },

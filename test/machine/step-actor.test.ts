@@ -62,6 +62,9 @@ test("leaving the step aborts the step's own controller, and its late result cha
   actor.send({ type: 'LEAVE' });
   assert.equal(actor.getSnapshot().value, 'left');
   assert.equal(ctlSeen?.signal.aborted, true, 'leaving aborted the signal the step was given');
+  // An AbortError, not the 'cancelled' of a destroy: drivers and the harness tell the two apart.
+  assert.equal((ctlSeen?.signal.reason as Error).name, 'AbortError');
+  assert.notEqual((ctlSeen?.signal.reason as { code?: unknown }).code, 'cancelled');
   finish();
   await new Promise<void>((resolve) => setImmediate(resolve));
   assert.equal(actor.getSnapshot().value, 'left');
