@@ -2,8 +2,12 @@
 // steps, memory per idle sandbox, create throughput, PauseAll against its
 // ideal, and why sandboxes are root actors rather than spawned children.
 // Run: node --import tsx --expose-gc bench/runtime.bench.ts
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
 import { assign, createActor, createMachine, setup } from 'xstate';
+import { warmUp } from '../agent/warm-up.ts';
 import { Supervisor } from '../actors/supervisor.ts';
+import { loadConfig } from '../core/config.ts';
 import { createFakeDrivers, type FakeDrivers } from '../drivers/fake/index.ts';
 import { bareLogic, bareOp, bareSandbox, leanLogic, recordSteps } from './bare-sandbox.ts';
 
@@ -60,7 +64,21 @@ async function alone(latencyMs: number) {
   for (const [name, ratio, elapsed, calls] of rows) console.log(`   ${name.padEnd(15)} ${fmt(ratio)}   ${fmt(elapsed, 0).padStart(8)}   ${calls}`);
 }
 
-async function concurrent(n: number, latencyMs: number) {
+const OPS = ['create', 'pause', 'resume', 'destroy'] as const;
+type Op = (typeof OPS)[number];
+interface Round {
+  /** Each operation's time over the sum of its step latencies, one entry per sandbox. */
+  ratios: Record<Op, number[]>;
+  /** CPU used over the round's wall time (GC threads included). */
+  busy: number;
+  perCallUs: number;
+}
+
+/**
+ * n sandboxes on fakes of `latencyMs` per call, each running create, pause,
+ * resume and destroy in turn: through the agent, or through the bare machine.
+ */
+async function crowd(n: number, latencyMs: number) {
   const f = setupFakes(latencyMs);
   // Per-operation sums, measured alone once (the same for every sandbox of one template).
   // The template's loop is attached by the first sandbox and detached by the last, so
@@ -75,11 +93,8 @@ async function concurrent(n: number, latencyMs: number) {
   sums.resume = await sum(() => probe.sup.resume(TEAM, pid));
   sums.destroy = await sum(() => probe.sup.destroy(TEAM, pid));
 
-  const ops = ['create', 'pause', 'resume', 'destroy'] as const;
-  type Op = (typeof ops)[number];
-  const callsPerChain = ops.reduce((total, op) => total + sums[op]! / latencyMs, 0);
-  /** Each of n sandboxes runs create, pause, resume, destroy in turn; the ratios of each operation, and the CPU used. */
-  const run = async (chain: (timed: (name: Op, op: () => Promise<unknown>) => Promise<void>) => Promise<void>) => {
+  const callsPerChain = OPS.reduce((total, op) => total + sums[op]! / latencyMs, 0);
+  const run = async (chain: (timed: (name: Op, op: () => Promise<unknown>) => Promise<void>) => Promise<void>): Promise<Round> => {
     const ratios: Record<Op, number[]> = { create: [], pause: [], resume: [], destroy: [] };
     const timed = async (name: Op, op: () => Promise<unknown>) => {
       const t0 = performance.now();
@@ -101,12 +116,18 @@ async function concurrent(n: number, latencyMs: number) {
       await timed('resume', () => f.sup.resume(TEAM, id));
       await timed('destroy', () => f.sup.destroy(TEAM, id));
     });
-  const logic = bareLogic(await recordSteps(), latencyMs);
-  const bareRound = () =>
-    run(async (timed) => {
+  const bareRound = async () => {
+    const logic = bareLogic(await recordSteps(), latencyMs);
+    return run(async (timed) => {
       const actor = bareSandbox(logic);
-      for (const op of ops) await timed(op, () => bareOp(actor, op.toUpperCase() as Uppercase<Op>));
+      for (const op of OPS) await timed(op, () => bareOp(actor, op.toUpperCase() as Uppercase<Op>));
     });
+  };
+  return { agentRound, bareRound };
+}
+
+async function concurrent(n: number, latencyMs: number) {
+  const { agentRound, bareRound } = await crowd(n, latencyMs);
   const agent = await agentRound();
   gc?.();
   const bare = await bareRound();
@@ -122,12 +143,40 @@ async function concurrent(n: number, latencyMs: number) {
   console.log(`   agent again ${fmt(warm.perCallUs, 1)} µs; ${n} of them against the ${latencyMs} ms a call waits: ${fill(agent)} / ${fill(bare)} / ${fill(warm)}`);
   console.log('   operation   agent, first round  | xstate alone   | agent, second round');
   console.log('               p50    p99    max   | p50    p99     | p50    p99    max');
-  for (const op of ops) {
+  for (const op of OPS) {
     const [a, b, w] = [agent.ratios[op], bare.ratios[op], warm.ratios[op]];
     console.log(
       `   ${op.padEnd(10)}  ${fmt(pct(a, 50))}  ${fmt(pct(a, 99))}  ${fmt(Math.max(...a))} | ${fmt(pct(b, 50))}  ${fmt(pct(b, 99))}  | ${fmt(pct(w, 50))}  ${fmt(pct(w, 99))}  ${fmt(Math.max(...w))}`,
     );
   }
+}
+
+/**
+ * A fresh process's first crowd, as an agent meets it after start: each round
+ * in its own child process (one after the other), once without the start-up
+ * JIT warm-up and once after the agent's default one (agent/warm-up.ts).
+ */
+async function freshProcess(n: number, latencyMs: number) {
+  const lifecycles = loadConfig({ env: {} }).warmUpLifecycles;
+  console.log(`\n2b. A fresh process's first ${n} at once (${latencyMs} ms per driver call), each in its own process: ratio p99 per operation`);
+  console.log('   start-up warm-up            create  pause   resume  destroy | CPU per driver call');
+  for (const warm of [0, lifecycles]) {
+    const child = await execa(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+      env: { BENCH_ONLY: 'firstRound', BENCH_WARM_UP: String(warm), BENCH_CONCURRENT: String(n), BENCH_LATENCY_MS: String(latencyMs) },
+      timeout: 300_000,
+    });
+    const r = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as { warmUpMs: number; p99: Record<Op, number>; perCallUs: number };
+    const label = warm === 0 ? 'none' : `${warm} lifecycles, ${fmt(r.warmUpMs, 0)} ms`;
+    console.log(`   ${label.padEnd(27)} ${OPS.map((op) => fmt(r.p99[op])).join('   ')}   | ${fmt(r.perCallUs, 1)} µs`);
+  }
+}
+
+/** The child of freshProcess: the warm-up it is told, then one round through the agent. */
+async function firstRound(n: number, latencyMs: number, lifecycles: number) {
+  const warm = lifecycles > 0 ? await warmUp(lifecycles, AbortSignal.timeout(120_000)) : undefined;
+  const round = await (await crowd(n, latencyMs)).agentRound();
+  const p99 = Object.fromEntries(OPS.map((op) => [op, pct(round.ratios[op], 99)]));
+  console.log(JSON.stringify({ warmUpMs: warm?.ms ?? 0, p99, perCallUs: round.perCallUs }));
 }
 
 /**
@@ -246,14 +295,17 @@ async function childrenVsRoots(n: number) {
 }
 
 const LATENCY = Number(process.env.BENCH_LATENCY_MS ?? 100);
-// BENCH_ONLY=alone,concurrent,scale,pauseAll,roots runs some sections only.
-const only = new Set(process.env.BENCH_ONLY?.split(',') ?? ['alone', 'concurrent', 'scale', 'pauseAll', 'roots']);
+// BENCH_ONLY=alone,concurrent,fresh,scale,pauseAll,roots runs some sections only.
+const only = new Set(process.env.BENCH_ONLY?.split(',') ?? ['alone', 'concurrent', 'fresh', 'scale', 'pauseAll', 'roots']);
 if (only.has('alone')) await alone(LATENCY);
 // With 1,000 sandboxes the agent's CPU work (section 3 gives it per create, beside
 // xstate's bare floor) competes with the injected waits: at 100 ms per call it
 // does not fit in the window and the ratio measures CPU saturation (the busy
 // figure says how close); at 500 ms it measures scheduling.
-if (only.has('concurrent')) for (const latency of [LATENCY, 5 * LATENCY]) await concurrent(Number(process.env.BENCH_CONCURRENT ?? 1000), latency);
+const CROWD = Number(process.env.BENCH_CONCURRENT ?? 1000);
+if (only.has('concurrent')) for (const latency of [LATENCY, 5 * LATENCY]) await concurrent(CROWD, latency);
+if (only.has('fresh')) await freshProcess(CROWD, LATENCY);
+if (only.has('firstRound')) await firstRound(CROWD, LATENCY, Number(process.env.BENCH_WARM_UP ?? 0));
 if (only.has('scale')) {
   const n = Number(process.env.BENCH_SANDBOXES ?? 10_000);
   const floor = await floors(n);

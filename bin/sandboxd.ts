@@ -1,10 +1,12 @@
 // The agent's entry point (`npm start`): configuration, drivers and store, the
-// first-start base template and admin token, the WebSocket server, then
-// start-up reconciliation (README) before any command is served, until SIGTERM/SIGINT.
+// first-start base template and admin token, the WebSocket server, the JIT
+// warm-up and start-up reconciliation (README) before any command is served,
+// until SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
 import { ensureAdminToken } from '../agent/admin-token.ts';
 import { ensureBaseTemplate } from '../agent/base-template.ts';
 import { createRuntime } from '../agent/runtime.ts';
+import { warmUp } from '../agent/warm-up.ts';
 import { loadConfig, type AgentConfig } from '../core/config.ts';
 import { SandboxdError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
@@ -47,6 +49,12 @@ async function main(): Promise<void> {
   const server = createServer({ supervisor, tokens, logger: log, inspector, isReady: () => supervisor.ready && !supervisor.draining });
   installSignalHandlers(server, supervisor, { logger: log });
   const address = await server.listen(config.listen.port, config.listen.host);
+  if (config.warmUpLifecycles > 0) {
+    const warm = await warmUp(config.warmUpLifecycles, AbortSignal.timeout(60_000));
+    const fields = { completed: warm.completed, failed: warm.failed, ms: Math.round(warm.ms) };
+    if (warm.failed > 0 || warm.leftover.length > 0) log.warn({ ...fields, leftover: warm.leftover }, 'JIT warm-up on the fakes did not end clean');
+    else log.info(fields, 'JIT warm-up done');
+  }
   const report = await supervisor.reconcile(AbortSignal.timeout(10 * 60_000));
   const moved = report.outcomes.filter((o) => o.from.split('.')[0] !== o.to).map((o) => `${o.sandboxId}: ${o.from} -> ${o.to}`);
   log.info({ outcomes: moved, pausedFromDisk: report.pausedFromDisk, unreadable: report.unreadable }, 'start-up reconciliation done');

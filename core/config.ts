@@ -50,6 +50,7 @@ export const ConfigSchema = z.strictObject({
   defaultDiskSizeMB: z.int().min(1).max(4_194_304).default(4096),
   tokens: z.array(TokenSchema).default([]),
   logLevel: z.enum(logLevels).default('info'),
+  warmUpLifecycles: z.int().min(0).max(100_000).default(1000),
 });
 
 export type ConfigInput = z.input<typeof ConfigSchema>;
@@ -72,6 +73,8 @@ export interface AgentConfig {
   defaultDiskSizeMB: number;
   tokens: { sha256: string; teamId: string | null }[];
   logLevel: (typeof logLevels)[number];
+  /** Throwaway sandbox lifecycles run on in-memory fakes before serving (agent/warm-up.ts); 0 = none. */
+  warmUpLifecycles: number;
   /** Where each overridden key came from, for messages. */
   sources: Record<string, string>;
 }
@@ -91,6 +94,7 @@ const ENV_KEYS: Record<string, { path: string[]; kind: 'string' | 'int' | 'json'
   SANDBOXD_DEFAULT_DISK_MB: { path: ['defaultDiskSizeMB'], kind: 'int' },
   SANDBOXD_TOKENS: { path: ['tokens'], kind: 'json' },
   SANDBOXD_LOG_LEVEL: { path: ['logLevel'], kind: 'string' },
+  SANDBOXD_WARM_UP: { path: ['warmUpLifecycles'], kind: 'int' },
 };
 
 export const CONFIG_ENV_VARS = Object.keys(ENV_KEYS);
@@ -192,6 +196,7 @@ export function loadConfig(opts: LoadOptions = {}): AgentConfig {
     defaultDiskSizeMB: c.defaultDiskSizeMB,
     tokens: c.tokens,
     logLevel: c.logLevel,
+    warmUpLifecycles: c.warmUpLifecycles,
     sources,
   };
 }

@@ -24,6 +24,7 @@ test('with nothing configured the agent runs the simulator unprivileged: clone d
   assert.equal(c.vmm.envdAddress, 'sim-port-file');
   assert.deepEqual(c.backends, { disk: 'clone', network: 'none' });
   assert.deepEqual(c.tokens, []);
+  assert.equal(c.warmUpLifecycles, 1000);
 });
 
 test('a real VMM binary switches the defaults to the production backends and guest envd, and needs a kernel', () => {
@@ -38,8 +39,9 @@ test('a real VMM binary switches the defaults to the production backends and gue
 test('environment variables override the file key by key', () => {
   const c = loadConfig({
     ...file({ dataDir: 'state', listen: { port: 8000 }, slots: 16, backends: { disk: 'clone' } }),
-    env: { SANDBOXD_PORT: '9000', SANDBOXD_NETWORK_BACKEND: 'none' },
+    env: { SANDBOXD_PORT: '9000', SANDBOXD_NETWORK_BACKEND: 'none', SANDBOXD_WARM_UP: '0' },
   });
+  assert.equal(c.warmUpLifecycles, 0);
   assert.equal(c.dataDir, '/srv/state');
   assert.deepEqual(c.listen, { host: '127.0.0.1', port: 9000 });
   assert.equal(c.slots, 16);
@@ -57,6 +59,7 @@ test('a bad value names its key and the env variable it came from', () => {
   rejects(() => loadConfig({ env: { SANDBOXD_DISK_BACKEND: 'zfs' } }), /backends\.disk.*env SANDBOXD_DISK_BACKEND/);
   rejects(() => loadConfig({ env: { SANDBOXD_SLOTS: '0' } }), /slots/);
   rejects(() => loadConfig({ env: { SANDBOXD_LOG_LEVEL: 'loud' } }), /logLevel/);
+  rejects(() => loadConfig({ env: { SANDBOXD_WARM_UP: '-1' } }), /warmUpLifecycles.*env SANDBOXD_WARM_UP/);
   rejects(() => loadConfig({ env: { SANDBOXD_TOKENS: 'not json' } }), /SANDBOXD_TOKENS must be JSON/);
   rejects(() => loadConfig({ env: { SANDBOXD_TOKENS: '[{"sha256":"abc","teamId":"t"}]' } }), /tokens\.0\.sha256.*64 hex/);
   rejects(() => loadConfig(file({ tokens: [{ sha256: 'a'.repeat(64), teamId: '../etc' }] })), /tokens\.0\.teamId/);

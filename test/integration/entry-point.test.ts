@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { assertNothingLeft, pgrep, waitFor } from './support/agent.ts';
 
 // What `npm start` runs, as a real process with a fresh data dir: it makes the
-// base template and the admin token, serves /readyz, and sandboxctl drives a
+// base template and the admin token, warms up, serves /readyz, and sandboxctl drives a
 // sandbox through it. SIGTERM ends it with code 0 and nothing left behind.
 
 const REPO = resolve(import.meta.dirname, '../..');
@@ -43,6 +43,7 @@ test('npm start boots on a fresh data dir, sandboxctl creates, execs and destroy
   assert.ok(!out.includes(token), 'the token itself never reaches the log');
   assert.match(out, /export SANDBOXD_URL=.* SANDBOXD_TOKEN=\$\(cat .*admin\.token\)/, 'the log tells a newcomer how to use it');
   assert.match(out, /backends: disk=clone network=none vmm=simulator/);
+  assert.match(out, /"completed":1000,"failed":0,"ms":\d+,"msg":"JIT warm-up done"/, 'the default warm-up ran before /readyz');
 
   const ctl = (...args: string[]) =>
     run(join(REPO, 'bin/sandboxctl'), args, { env: { ...process.env, SANDBOXD_URL: url, SANDBOXD_TOKEN: token }, timeout: 30_000 });
