@@ -1,7 +1,8 @@
 // Runtime benchmark (issue 2): the sandbox actors' own overhead over their
 // steps, memory per idle sandbox, create throughput, PauseAll against its
 // ideal, and why sandboxes are root actors rather than spawned children.
-// Run: node --import tsx --expose-gc bench/runtime.bench.ts
+// Run: npm run bench (node with the agent's heap flag, --expose-gc)
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { assign, createActor, createMachine, setup } from 'xstate';
@@ -294,7 +295,20 @@ async function childrenVsRoots(n: number) {
   p.stop();
 }
 
+/**
+ * The agent's young generation is set by `npm start`; figures measured with
+ * another one are not the agent's, so the run says which it had.
+ */
+function youngGeneration(): string {
+  const start = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const flag = /--max-semi-space-size=\d+/;
+  const agent = flag.exec(start)?.[0] ?? 'the default';
+  const here = process.execArgv.find((a) => flag.test(a)) ?? 'the default';
+  return here === agent ? `V8 young generation: ${here}, as npm start runs the agent` : `WARNING: this run has ${here}, npm start runs the agent with ${agent}`;
+}
+
 const LATENCY = Number(process.env.BENCH_LATENCY_MS ?? 100);
+if (!process.env.BENCH_ONLY?.includes('firstRound')) console.log(youngGeneration());
 // BENCH_ONLY=alone,concurrent,fresh,scale,pauseAll,roots runs some sections only.
 const only = new Set(process.env.BENCH_ONLY?.split(',') ?? ['alone', 'concurrent', 'fresh', 'scale', 'pauseAll', 'roots']);
 if (only.has('alone')) await alone(LATENCY);
