@@ -81,7 +81,7 @@ export class StepRunner {
     let set = this.#inFlight.get(context.id);
     if (set === undefined) this.#inFlight.set(context.id, (set = new Set()));
     set.add(ctl);
-    this.#deadlines.add(ctl, name, this.boundOf(name));
+    const deadline = this.#deadlines.add(ctl, name, this.boundOf(name));
     const started = performance.now();
     try {
       const output = (await this.impls[name](context, ctl.signal)) ?? {};
@@ -97,7 +97,7 @@ export class StepRunner {
       this.logFor(context.id).warn({ step: name, err: reason instanceof Error ? reason.message : String(reason) }, 'step failed');
       throw reason;
     } finally {
-      this.#deadlines.remove(ctl);
+      this.#deadlines.remove(deadline);
       // The set stays until forget(): a sandbox runs one step after another, and a map entry made and dropped per step was 2% of a create.
       set.delete(ctl);
     }

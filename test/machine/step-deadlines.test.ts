@@ -13,10 +13,10 @@ test('a step past its bound is aborted with a timeout naming it; the others are 
   const slow = new AbortController();
   const settled = new AbortController();
   const patient = new AbortController();
-  deadlines.add(patient, 'waitEnvd', 60_000);
-  deadlines.add(settled, 'pauseVm', 20);
+  const patientBound = deadlines.add(patient, 'waitEnvd', 60_000);
+  const settledBound = deadlines.add(settled, 'pauseVm', 20);
   deadlines.add(slow, 'probeVm', 30);
-  deadlines.remove(settled);
+  deadlines.remove(settledBound);
   await once(slow.signal, 'abort');
   assert.ok(slow.signal.reason instanceof SandboxdError);
   assert.equal(slow.signal.reason.code, 'timeout');
@@ -24,18 +24,18 @@ test('a step past its bound is aborted with a timeout naming it; the others are 
   assert.equal(settled.signal.aborted, false, 'a step that settled before its bound is never aborted');
   assert.equal(patient.signal.aborted, false);
   assert.equal(deadlines.size, 1);
-  deadlines.remove(patient);
+  deadlines.remove(patientBound);
 });
 
 test('a shorter bound added after a longer one fires first', async () => {
   const deadlines = new StepDeadlines();
   const long = new AbortController();
   const short = new AbortController();
-  deadlines.add(long, 'snapshotVm', 60_000);
+  const longBound = deadlines.add(long, 'snapshotVm', 60_000);
   deadlines.add(short, 'probeVm', 10);
   await once(short.signal, 'abort');
   assert.equal(long.signal.aborted, false);
-  deadlines.remove(long);
+  deadlines.remove(longBound);
 });
 
 test('steps that expire together are all aborted by one firing', async () => {
@@ -52,11 +52,43 @@ test('no timer stays armed once the last step in flight settles', () => {
   const deadlines = new StepDeadlines();
   const a = new AbortController();
   const b = new AbortController();
-  deadlines.add(a, 'createDisk', 120_000);
-  deadlines.add(b, 'probeVm', 3_000);
+  const aBound = deadlines.add(a, 'createDisk', 120_000);
+  const bBound = deadlines.add(b, 'probeVm', 3_000);
   assert.equal(timers(), before + 1, 'one timer for both steps');
-  deadlines.remove(b);
+  deadlines.remove(bBound);
   assert.equal(timers(), before + 1, 'still armed while a step is in flight');
-  deadlines.remove(a);
+  deadlines.remove(aBound);
   assert.equal(timers(), before, 'an idle runner holds no timer');
+});
+
+test('steps of one bound expire whichever of them settled first', async () => {
+  const deadlines = new StepDeadlines();
+  const first = new AbortController();
+  const second = new AbortController();
+  const third = new AbortController();
+  const firstBound = deadlines.add(first, 'pauseVm', 15);
+  deadlines.add(second, 'pauseVm', 15);
+  const thirdBound = deadlines.add(third, 'pauseVm', 15);
+  deadlines.remove(firstBound);
+  deadlines.remove(thirdBound);
+  await once(second.signal, 'abort');
+  assert.equal(first.signal.aborted, false);
+  assert.equal(third.signal.aborted, false);
+  assert.equal(deadlines.size, 0);
+});
+
+test('settled steps are not kept: 10,000 steps through one bound leave the queues about the size of what is in flight', () => {
+  const deadlines = new StepDeadlines();
+  const hung = deadlines.add(new AbortController(), 'createDisk', 120_000);
+  const window: ReturnType<StepDeadlines['add']>[] = [];
+  for (let i = 0; i < 10_000; i++) {
+    window.push(deadlines.add(new AbortController(), 'probeVm', 3_000));
+    // 100 in flight at a time, settling in the order they started, beside one that hangs.
+    if (window.length > 100) deadlines.remove(window.shift()!);
+  }
+  assert.equal(deadlines.size, 101);
+  assert.ok(deadlines.kept <= 2 * 101 + 64, `kept ${deadlines.kept} entries for 101 steps in flight`);
+  for (const d of [hung, ...window]) deadlines.remove(d);
+  assert.equal(deadlines.kept, 0);
+  assert.equal(timers(), 0);
 });
