@@ -30,8 +30,8 @@ const TEAM = { teamId: 'warm-up' };
  * Why: a fresh process runs the supervisor, the step runner and xstate in
  * V8's interpreter until each function has been called often enough to be
  * optimised. The first 1,000 creates at once after start then cost about a
- * third more CPU per step than later ones, and with 100 ms steps they fall
- * behind their own waits (bench/runtime.bench.ts, "fresh process").
+ * fifth more CPU per step than later ones, and with 100 ms steps they fall
+ * behind their own waits (bench/runtime.bench.ts, section 2b).
  * Batches in sequence rather than all at once: each batch's calls are what
  * gets the next batch's code optimised, and a small batch keeps the
  * warm-up's own heap small.

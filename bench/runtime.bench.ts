@@ -317,8 +317,8 @@ const only = new Set(process.env.BENCH_ONLY?.split(',') ?? ['alone', 'concurrent
 if (only.has('alone')) await alone(LATENCY);
 // With 1,000 sandboxes the agent's CPU work (section 3 gives it per create, beside
 // xstate's bare floor) competes with the injected waits: at 100 ms per call it
-// does not fit in the window and the ratio measures CPU saturation (the busy
-// figure says how close); at 500 ms it measures scheduling.
+// fills much of the window, and where it does not fit the ratio measures CPU
+// saturation (the busy figure says how close); at 500 ms it measures scheduling.
 const CROWD = Number(process.env.BENCH_CONCURRENT ?? 1000);
 if (only.has('concurrent')) for (const latency of [LATENCY, 5 * LATENCY]) await concurrent(CROWD, latency);
 if (only.has('fresh')) await freshProcess(CROWD, LATENCY);
