@@ -24,8 +24,8 @@ interface Queue {
  * has its controller aborted with a timeout error. A timer per step cost a
  * Timeout object and a timer-list insert and removal for every step, and in a
  * crowd each Timeout outlived its step's wait and was copied by the young
- * generation GC. A map of the steps in flight then cost more than the rest of
- * the step runner with 10,000 creates at once (rehashing as it churned).
+ * generation GC. A map of the steps in flight then cost about as much as the
+ * rest of the step runner with 10,000 creates at once (rehashing as it churned).
  *
  * Steps of one bound are added in deadline order, so each bound keeps a queue
  * and only its head can be due. A settled step is marked and skipped, and

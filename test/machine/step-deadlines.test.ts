@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { test } from 'node:test';
-import { StepDeadlines } from '../../actors/step-deadlines.ts';
+import { StepDeadlines, type Deadline } from '../../actors/step-deadlines.ts';
 import { SandboxdError } from '../../core/errors.ts';
 
 const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
@@ -80,7 +80,7 @@ test('steps of one bound expire whichever of them settled first', async () => {
 test('settled steps are not kept: 10,000 steps through one bound leave the queues about the size of what is in flight', () => {
   const deadlines = new StepDeadlines();
   const hung = deadlines.add(new AbortController(), 'createDisk', 120_000);
-  const window: ReturnType<StepDeadlines['add']>[] = [];
+  const window: Deadline[] = [];
   for (let i = 0; i < 10_000; i++) {
     window.push(deadlines.add(new AbortController(), 'probeVm', 3_000));
     // 100 in flight at a time, settling in the order they started, beside one that hangs.
